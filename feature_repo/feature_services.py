@@ -1,0 +1,33 @@
+"""Feature services: what each model asks for, mixing views."""
+
+from feast import FeatureService
+from feature_views import (
+    experience_live,
+    experience_stats,
+    user_activity_7d,
+    user_experience_engagement,
+    user_profile,
+    user_session_live,
+)
+
+matchmaking = FeatureService(
+    name="matchmaking",
+    features=[user_activity_7d, user_session_live, experience_live],
+    description="Pairs players into matches: skill, current session, server load.",
+)
+
+recommendation = FeatureService(
+    name="recommendation",
+    features=[user_profile, experience_stats, user_experience_engagement],
+    description="Ranks experiences for a player.",
+)
+
+churn_prediction = FeatureService(
+    name="churn_prediction",
+    features=[
+        user_profile[["country", "level", "is_premium", "lifetime_spend_usd"]],
+        user_activity_7d[["sessions_7d", "minutes_played_7d", "purchases_7d"]],
+        user_session_live,
+    ],
+    description="Scores how likely a player is to stop playing.",
+)

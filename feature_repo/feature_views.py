@@ -1,0 +1,132 @@
+"""Feature views of the game platform, with their Frost contracts.
+
+Contracts are ordinary Feast tags. `field_contract` and `freshness` only build the tag
+dicts; `user_profile` spells the tags out by hand to show what they are.
+"""
+
+from datetime import timedelta
+
+from entities import experience, user
+from feast import FeatureView, Field
+from feast.stream_feature_view import StreamFeatureView
+from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from sources import (
+    engagement_source,
+    experience_events,
+    experience_stats_source,
+    user_activity_source,
+    user_profile_source,
+    user_session_events,
+)
+
+from frost.contracts import field_contract, freshness
+
+COUNTRIES = ["US", "BR", "GB", "DE", "FR", "JP", "KR", "IN", "MX", "CA", "PH", "ID"]
+GENRES = ["adventure", "obby", "roleplay", "simulator", "shooter", "tycoon", "sports", "horror"]
+DEVICES = ["pc", "mobile", "console", "vr"]
+
+user_profile = FeatureView(
+    name="user_profile",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(
+            name="country",
+            dtype=String,
+            tags={
+                "frost.not_null": "true",
+                "frost.allowed_values": '["US", "BR", "GB", '
+                '"DE", "FR", "JP", "KR", "IN", "MX", "CA", "PH", "ID"]',
+            },
+        ),
+        Field(name="level", dtype=Int32, tags={"frost.min": "1", "frost.max": "500"}),
+        Field(name="is_premium", dtype=Bool, tags={"frost.not_null": "true"}),
+        Field(name="lifetime_spend_usd", dtype=Float64, tags={"frost.min": "0"}),
+        Field(name="account_created_at", dtype=UnixTimestamp),
+        Field(
+            name="favorite_genres",
+            dtype=Array(String),
+            tags={
+                "frost.allowed_values": '["adventure", "obby", "roleplay", "simulator", '
+                '"shooter", "tycoon", "sports", "horror"]'
+            },
+        ),
+    ],
+    source=user_profile_source,
+    tags={"frost.max_staleness": "7d", "team": "identity"},
+)
+
+user_activity_7d = FeatureView(
+    name="user_activity_7d",
+    entities=[user],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="sessions_7d", dtype=Int32, tags=field_contract(min=0, not_null=True)),
+        Field(name="minutes_played_7d", dtype=Float32, tags=field_contract(min=0, max=10080)),
+        Field(name="purchases_7d", dtype=Int64, tags=field_contract(min=0)),
+        Field(name="win_rate_7d", dtype=Float64, tags=field_contract(min=0, max=1)),
+        Field(name="last_session_at", dtype=UnixTimestamp),
+        Field(name="recent_scores", dtype=Array(Float64), tags=field_contract(min=0)),
+    ],
+    source=user_activity_source,
+    tags=freshness("26h"),
+)
+
+experience_stats = FeatureView(
+    name="experience_stats",
+    entities=[experience],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="genre", dtype=String, tags=field_contract(allowed_values=GENRES)),
+        Field(name="avg_rating", dtype=Float32, tags=field_contract(min=1, max=5)),
+        Field(name="daily_active_users", dtype=Int64, tags=field_contract(min=0)),
+        Field(name="daily_revenue_usd", dtype=Float64, tags=field_contract(min=0)),
+        Field(name="is_featured", dtype=Bool),
+        Field(name="age_rating", dtype=Int32, tags=field_contract(allowed_values=[0, 9, 13, 17])),
+    ],
+    source=experience_stats_source,
+    tags=freshness("26h"),
+)
+
+user_experience_engagement = FeatureView(
+    name="user_experience_engagement",
+    entities=[user, experience],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="plays_30d", dtype=Int32, tags=field_contract(min=0)),
+        Field(name="minutes_30d", dtype=Float64, tags=field_contract(min=0)),
+        Field(name="last_played_at", dtype=UnixTimestamp),
+        Field(name="has_favorited", dtype=Bool),
+        Field(name="badge_ids", dtype=Array(Int64)),
+    ],
+    source=engagement_source,
+    tags=freshness("7d"),
+)
+
+user_session_live = StreamFeatureView(
+    name="user_session_live",
+    entities=[user],
+    ttl=timedelta(hours=1),
+    schema=[
+        Field(name="session_minutes", dtype=Float32, tags=field_contract(min=0, max=1440)),
+        Field(name="matches_in_session", dtype=Int32, tags=field_contract(min=0)),
+        Field(name="current_experience_id", dtype=Int64),
+        Field(name="device", dtype=String, tags=field_contract(allowed_values=DEVICES)),
+        Field(name="in_party", dtype=Bool),
+    ],
+    source=user_session_events,
+    tags=freshness("15m"),
+)
+
+experience_live = StreamFeatureView(
+    name="experience_live",
+    entities=[experience],
+    ttl=timedelta(hours=1),
+    schema=[
+        Field(name="concurrent_players", dtype=Int64, tags=field_contract(min=0, not_null=True)),
+        Field(name="queue_wait_seconds", dtype=Float32, tags=field_contract(min=0)),
+        Field(name="servers_full_ratio", dtype=Float64, tags=field_contract(min=0, max=1)),
+    ],
+    source=experience_events,
+    tags=freshness("90s"),
+)

@@ -1,0 +1,1 @@
+"""Frost: a fast, contract-aware feature store built on Feast."""

@@ -1,0 +1,40 @@
+"""Encoding of feature values, entity keys and timestamps in Feast's Redis layout."""
+
+from frost.codec._keys import (
+    EntityKeyEncoder,
+    JoinKey,
+    encode_event_times,
+    event_time_micros,
+    field_hash,
+    timestamp_field,
+)
+from frost.codec._segments import Segments, concat, decimal
+from frost.codec._types import FeatureType, Scalar
+from frost.codec._values import (
+    decode_column,
+    encode_values,
+    make_decoder,
+    normalize,
+    python_value,
+    value_tag,
+)
+
+__all__ = [
+    "EntityKeyEncoder",
+    "FeatureType",
+    "JoinKey",
+    "Scalar",
+    "Segments",
+    "concat",
+    "decimal",
+    "decode_column",
+    "encode_event_times",
+    "encode_values",
+    "event_time_micros",
+    "field_hash",
+    "make_decoder",
+    "normalize",
+    "python_value",
+    "timestamp_field",
+    "value_tag",
+]

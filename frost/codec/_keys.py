@@ -1,0 +1,160 @@
+"""Redis keys, hash field names and event timestamps, byte for byte as Feast writes them.
+
+Key: Feast's entity-key serialization, version 3, followed by the project name::
+
+    u32 number of join keys
+    per join key, sorted by name:   u32 2 (STRING)  u32 len(name)  name
+    per value, in the same order:   u32 value type  u32 len(bytes) bytes (little-endian ints)
+
+Hash field of a feature: murmur3_32 of ``"<view>:<feature>"`` as four little-endian bytes.
+Event time: field ``_ts:<view>`` holding a ``google.protobuf.Timestamp`` (seconds, and
+nanos at microsecond precision when not zero), as Feast 0.67 writes it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import mmh3
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from frost.codec._segments import Segments, concat, decimal, signed_varint, varint
+from frost.codec._types import FeatureType, Scalar
+from frost.codec._values import binary_segments, normalize
+from frost.errors import SchemaMismatch
+
+_KEY_VALUE_FORMAT = {Scalar.INT64: "<i8", Scalar.INT32: "<i4", Scalar.UNIX_TIMESTAMP: "<i8"}
+_STRING_TYPE = 2
+
+
+def field_hash(view: str, feature: str) -> bytes:
+    """The Redis hash field Feast stores a feature under."""
+    return struct.pack("<I", mmh3.hash(f"{view}:{feature}", signed=False))
+
+
+def timestamp_field(view: str) -> bytes:
+    """The Redis hash field holding a view's event time."""
+    return f"_ts:{view}".encode()
+
+
+@dataclass(frozen=True)
+class JoinKey:
+    """One entity join key of a feature view and its type."""
+
+    name: str
+    type: FeatureType
+
+    def __post_init__(self) -> None:
+        if self.type.is_list or self.type.scalar not in (
+            Scalar.INT64,
+            Scalar.INT32,
+            Scalar.STRING,
+            Scalar.BYTES,
+            Scalar.UNIX_TIMESTAMP,
+        ):
+            raise SchemaMismatch(
+                f"join key '{self.name}': type {self.type} cannot be an entity key; "
+                "use Int64, Int32, String, Bytes or UnixTimestamp"
+            )
+
+
+class EntityKeyEncoder:
+    """Builds Redis keys for the entities of one join-key set in one project."""
+
+    def __init__(self, join_keys: Sequence[JoinKey], project: str) -> None:
+        self.join_keys = sorted(join_keys, key=lambda k: k.name)
+        self.project = project.encode()
+        header = [struct.pack("<I", len(self.join_keys))]
+        for key in self.join_keys:
+            name = key.name.encode()
+            header.append(struct.pack("<II", _STRING_TYPE, len(name)) + name)
+        self._header = b"".join(header)
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.join_keys]
+
+    def encode(self, columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> Segments:
+        """One Redis key per row; ``columns`` holds every join key column."""
+        rows = -1
+        parts: list[Segments | bytes] = [self._header]
+        for key in self.join_keys:
+            if key.name not in columns:
+                raise SchemaMismatch(
+                    f"entity key column '{key.name}' is missing; expected {', '.join(self.names)}"
+                )
+            array = normalize(columns[key.name], key.type, f"join key '{key.name}'")
+            if array.null_count:
+                raise SchemaMismatch(f"join key '{key.name}' is null in {array.null_count} row(s)")
+            if rows not in (-1, len(array)):
+                raise SchemaMismatch("entity key columns have different lengths")
+            rows = len(array)
+            parts.extend(self._value_parts(key, array))
+        parts.append(self.project)
+        return concat(parts, max(rows, 0))
+
+    def encode_one(self, values: Mapping[str, object]) -> bytes:
+        """The Redis key of one entity given as ``{join_key: value}``."""
+        columns = {name: pa.array([values.get(name)]) for name in self.names}
+        return self.encode(columns).data.tobytes()
+
+    def _value_parts(self, key: JoinKey, array: pa.Array) -> list[Segments | bytes]:
+        scalar = key.type.scalar
+        type_number = FeatureType(scalar).feast_value_type
+        fmt = _KEY_VALUE_FORMAT.get(scalar)
+        if fmt is not None:
+            width = np.dtype(fmt).itemsize
+            numbers = np.asarray(array.to_numpy(zero_copy_only=False), dtype=fmt)
+            raw = Segments.from_fixed(numbers.view(np.uint8).reshape(len(array), width))
+            return [struct.pack("<II", type_number, width), raw]
+        payload = binary_segments(array)
+        length_words = Segments.from_fixed(
+            payload.lengths.astype("<u4").view(np.uint8).reshape(len(array), 4)
+        )
+        return [struct.pack("<I", type_number), length_words, payload]
+
+
+def event_time_micros(column: pa.Array | pa.ChunkedArray, where: str) -> npt.NDArray[np.int64]:
+    """Event times as integer microseconds since the epoch (naive times are UTC).
+
+    Feast goes through ``datetime``, which has microsecond resolution; so does Frost.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_timestamp(array.type):
+        raise SchemaMismatch(f"{where}: expected a timestamp column, got {array.type}")
+    if array.null_count:
+        raise SchemaMismatch(f"{where}: event time is null in {array.null_count} row(s)")
+    micros = pc.cast(array, pa.timestamp("us", tz=array.type.tz), safe=False)
+    return np.asarray(micros.cast(pa.int64()).to_numpy(), dtype=np.int64)
+
+
+def encode_event_times(micros: npt.NDArray[np.int64]) -> tuple[Segments, Segments, Segments]:
+    """Serialized ``Timestamp`` per row, plus seconds and nanos as decimal ASCII.
+
+    The decimals feed the newer-wins script, which compares without parsing protobuf.
+    """
+    seconds = np.floor_divide(micros, 1_000_000)
+    nanos = (micros - seconds * 1_000_000) * 1000
+    rows = micros.shape[0]
+    has_nanos = nanos != 0
+    nanos_part = concat([b"\x10", varint(nanos.astype(np.uint64))], rows)
+    nanos_part = Segments(
+        nanos_part.data[np.repeat(has_nanos, nanos_part.lengths)],
+        np.where(has_nanos, nanos_part.lengths, 0),
+    )
+    serialized = concat([b"\x08", signed_varint(seconds), nanos_part], rows)
+    return serialized, _signed_decimal(seconds), _signed_decimal(nanos)
+
+
+def _signed_decimal(values: npt.NDArray[np.int64]) -> Segments:
+    negative = values < 0
+    digits = decimal(np.abs(values))
+    if not negative.any():
+        return digits
+    sign = Segments(np.full(int(negative.sum()), ord("-"), np.uint8), negative.astype(np.int64))
+    return concat([sign, digits], values.shape[0])

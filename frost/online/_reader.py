@@ -1,0 +1,213 @@
+"""Reads of feature values from Redis, in Feast's layout.
+
+All requested views that share a join-key set live in one Redis hash per entity, so one
+``HMGET`` per entity fetches all of them; the HMGETs of many entities go in one pipeline
+(per cluster node). A read plan (keys, hash fields, decoders) is compiled once per request
+shape and cached.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import redis.exceptions as rexc
+
+from frost.codec import EntityKeyEncoder, concat, decode_column, field_hash, timestamp_field
+from frost.errors import OnlineStoreError, SchemaMismatch
+from frost.online._resp import Part, bulk, bulk_rows, command_header
+from frost.online._transport import Pending, RedisTransport
+from frost.schema import ViewSchema
+
+
+class FieldStatus(enum.IntEnum):
+    """Per-value status; the numbers are Feast's ``serving.FieldStatus``."""
+
+    INVALID = 0
+    PRESENT = 1
+    NULL_VALUE = 2
+    NOT_FOUND = 3
+    OUTSIDE_MAX_AGE = 4
+
+
+@dataclass
+class ViewRows:
+    """What one read returned for one feature view, one entry per requested entity row."""
+
+    view: ViewSchema
+    features: list[str]
+    event_seconds: list[float | None]
+    raw: dict[str, list[bytes | None]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.view.name
+
+    @property
+    def event_times(self) -> list[datetime | None]:
+        return [
+            None if s is None else datetime.fromtimestamp(s, tz=UTC) for s in self.event_seconds
+        ]
+
+    def values(self, feature: str) -> list[Any]:
+        """Decoded Python values (``None`` when missing or null)."""
+        return decode_column(self.raw[feature], self.view.feature(feature).type)
+
+    def statuses(self, feature: str) -> list[FieldStatus]:
+        """PRESENT, NULL_VALUE or NOT_FOUND per row (freshness and contracts come later)."""
+        out = []
+        for stamp, raw in zip(self.event_seconds, self.raw[feature], strict=True):
+            if stamp is None or raw is None:
+                out.append(FieldStatus.NOT_FOUND)
+            elif raw == b"":
+                out.append(FieldStatus.NULL_VALUE)
+            else:
+                out.append(FieldStatus.PRESENT)
+        return out
+
+
+@dataclass(frozen=True)
+class _ViewSlot:
+    view: ViewSchema
+    features: tuple[str, ...]
+    first_field: int  # index of the view's _ts field in the HMGET reply; features follow
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Views read with one HMGET per entity: they share the join-key set."""
+
+    keys: EntityKeyEncoder
+    header: bytes
+    fields_arg: bytes
+    slots: tuple[_ViewSlot, ...]
+
+
+class OnlineReader:
+    """Reads requested features of many entities in one round trip per node."""
+
+    def __init__(self, transport: RedisTransport, project: str) -> None:
+        self._transport = transport
+        self._project = project
+        self._plans: dict[tuple[tuple[ViewSchema, tuple[str, ...]], ...], list[_Group]] = {}
+
+    def read(
+        self,
+        request: Sequence[tuple[ViewSchema, Sequence[str]]],
+        entities: Mapping[str, Sequence[Any] | pa.Array],
+    ) -> dict[str, ViewRows]:
+        """Read ``request`` (view, feature names) for the entity rows in ``entities``.
+
+        ``entities`` maps each join key to a column of values; every view's join keys must be
+        present and all columns the same length.
+        """
+        groups = self._plan(request)
+        columns = _entity_columns(entities)
+        sent: list[tuple[_Group, Pending]] = []
+        for group in groups:
+            keys = group.keys.encode(_select(columns, group.keys.names))
+            parts: list[Part] = [group.header, *bulk_rows(keys), group.fields_arg]
+            commands = concat(parts, len(keys))
+            sent.append((group, self._transport.submit(keys, commands)))
+        result: dict[str, ViewRows] = {}
+        for group, pending in sent:
+            replies = pending.collect()
+            for reply in replies:
+                if isinstance(reply, rexc.ResponseError):
+                    raise OnlineStoreError(f"Redis rejected a feature read: {reply}")
+            for slot in group.slots:
+                result[slot.view.name] = _unpack(slot, replies)
+        return result
+
+    def _plan(self, request: Sequence[tuple[ViewSchema, Sequence[str]]]) -> list[_Group]:
+        cache_key = tuple((view, tuple(features)) for view, features in request)
+        plan = self._plans.get(cache_key)
+        if plan is not None:
+            return plan
+        by_keys: dict[tuple[str, ...], list[tuple[ViewSchema, tuple[str, ...]]]] = {}
+        for view, features in cache_key:
+            for name in features:
+                view.feature(name)  # raises UnknownObject for a bad name
+            by_keys.setdefault(tuple(sorted(view.join_key_names)), []).append((view, features))
+        plan = []
+        for members in by_keys.values():
+            fields: list[bytes] = []
+            slots = []
+            for view, features in members:
+                slots.append(_ViewSlot(view, features, len(fields)))
+                fields.append(timestamp_field(view.name))
+                fields += [field_hash(view.name, f) for f in features]
+            plan.append(
+                _Group(
+                    keys=EntityKeyEncoder(members[0][0].join_keys, self._project),
+                    header=command_header(b"HMGET", 1 + len(fields)),
+                    fields_arg=b"".join(bulk(f) for f in fields),
+                    slots=tuple(slots),
+                )
+            )
+        self._plans[cache_key] = plan
+        return plan
+
+
+def _unpack(slot: _ViewSlot, replies: list[Any]) -> ViewRows:
+    first = slot.first_field
+    stamps = [_timestamp_seconds(reply[first]) for reply in replies]
+    rows = ViewRows(view=slot.view, features=list(slot.features), event_seconds=stamps)
+    for offset, feature in enumerate(slot.features, start=first + 1):
+        rows.raw[feature] = [reply[offset] for reply in replies]
+    return rows
+
+
+def _timestamp_seconds(raw: bytes | None) -> float | None:
+    """Seconds since the epoch from a serialized ``google.protobuf.Timestamp``."""
+    if raw is None:
+        return None
+    seconds = nanos = 0
+    i, size = 0, len(raw)
+    while i < size:
+        tag = raw[i]
+        i += 1
+        value = shift = 0
+        while i < size:
+            byte = raw[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        if tag == 0x08:
+            seconds = value - (1 << 64) if value >= 1 << 63 else value
+        elif tag == 0x10:
+            nanos = value
+    return seconds + nanos / 1e9
+
+
+def _entity_columns(entities: Mapping[str, Sequence[Any] | pa.Array]) -> dict[str, pa.Array]:
+    columns: dict[str, pa.Array] = {}
+    length = -1
+    for name, values in entities.items():
+        try:
+            array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SchemaMismatch(f"entity column '{name}': {exc}") from exc
+        if length not in (-1, len(array)):
+            raise SchemaMismatch(
+                f"entity columns differ in length: '{name}' has {len(array)}, others {length}"
+            )
+        length = len(array)
+        columns[name] = array
+    return columns
+
+
+def _select(columns: Mapping[str, pa.Array], names: Sequence[str]) -> dict[str, pa.Array]:
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise SchemaMismatch(
+            f"entity key column(s) {', '.join(missing)} missing from the request; "
+            f"it has {', '.join(columns) or 'none'}"
+        )
+    return {n: columns[n] for n in names}

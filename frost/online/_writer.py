@@ -1,0 +1,218 @@
+"""Newer-wins writes of feature rows into Redis, in Feast's layout.
+
+``OnlineWriter.write`` takes an Arrow table of one feature view (join keys, every feature,
+an event-time column) and stores each row with one call of ``newer_wins.lua``: the row is
+written unless Redis holds a newer event for that (entity, view). Everything about the table
+is checked and normalized before the first command is sent, so bad input writes nothing.
+
+Rows go out in chunks; while Redis works through one chunk the next one is being built, so
+Python and Redis overlap on two cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import redis.exceptions as rexc
+
+from frost.codec import (
+    EntityKeyEncoder,
+    Segments,
+    concat,
+    encode_event_times,
+    encode_values,
+    event_time_micros,
+    field_hash,
+    normalize,
+    timestamp_field,
+)
+from frost.errors import OnlineStoreError, SchemaMismatch
+from frost.online._resp import Part, bulk, bulk_rows, command_header
+from frost.online._transport import Pending, RedisTransport
+from frost.schema import ViewSchema
+
+DEFAULT_CHUNK_ROWS = 4096
+_SCRIPT = resources.files("frost.online").joinpath("newer_wins.lua").read_bytes()
+
+
+@dataclass
+class WriteStats:
+    """What one ``write`` did."""
+
+    view: str
+    rows: int = 0
+    written: int = 0
+    skipped_older: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A table checked and normalized for one view: ready to slice into chunks."""
+
+    keys: dict[str, pa.Array]
+    features: list[pa.Array]
+    event_micros: Any
+    rows: int
+
+
+@dataclass
+class _Plan:
+    """Per-view constants of the write command, built once."""
+
+    view: ViewSchema
+    keys: EntityKeyEncoder
+    header: bytes
+    timestamp_arg: bytes
+    ttl_arg: bytes
+    field_args: list[bytes] = field(default_factory=list)
+
+
+class OnlineWriter:
+    """Writes feature rows to Redis with newer-wins semantics per (entity, view)."""
+
+    def __init__(
+        self,
+        transport: RedisTransport,
+        project: str,
+        *,
+        key_ttl_seconds: int | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> None:
+        self._transport = transport
+        self._project = project
+        self._ttl = key_ttl_seconds or 0
+        self._chunk_rows = chunk_rows
+        self._sha: str | None = None
+        self._plans: dict[ViewSchema, _Plan] = {}
+
+    def write(
+        self, view: ViewSchema, table: pa.Table, *, event_time_column: str = "event_timestamp"
+    ) -> WriteStats:
+        """Write every row of ``table``; return how many were written or skipped as older.
+
+        Several rows of one entity may appear; the one with the latest event time wins,
+        and of equal times the last one.
+        """
+        started = time.perf_counter()
+        prepared = _prepare(view, table, event_time_column)
+        plan = self._plan(view)
+        stats = WriteStats(view=view.name, rows=prepared.rows)
+        in_flight: deque[tuple[Segments, Segments, Pending]] = deque()
+        for start in range(0, prepared.rows, self._chunk_rows):
+            stop = min(start + self._chunk_rows, prepared.rows)
+            keys, commands = self._build(plan, prepared, start, stop)
+            in_flight.append((keys, commands, self._transport.submit(keys, commands)))
+            if len(in_flight) > 1:
+                self._settle(in_flight.popleft(), stats)
+        while in_flight:
+            self._settle(in_flight.popleft(), stats)
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _plan(self, view: ViewSchema) -> _Plan:
+        plan = self._plans.get(view)
+        if plan is None:
+            sha = self._script_sha()
+            argument_count = 2 + 1 + 5 + 2 * len(view.features)  # sha, numkeys, key, argv
+            plan = _Plan(
+                view=view,
+                keys=EntityKeyEncoder(view.join_keys, self._project),
+                header=command_header(b"EVALSHA", argument_count) + bulk(sha.encode()) + bulk(b"1"),
+                timestamp_arg=bulk(timestamp_field(view.name)),
+                ttl_arg=bulk(str(self._ttl).encode()),
+                field_args=[bulk(field_hash(view.name, f.name)) for f in view.features],
+            )
+            self._plans[view] = plan
+        return plan
+
+    def _script_sha(self) -> str:
+        if self._sha is None:
+            self._sha = self._transport.load_script(_SCRIPT)
+        return self._sha
+
+    def _build(
+        self, plan: _Plan, prepared: _Prepared, start: int, stop: int
+    ) -> tuple[Segments, Segments]:
+        rows = stop - start
+        keys = plan.keys.encode({k: v[start:stop] for k, v in prepared.keys.items()})
+        stamps, seconds, nanos = encode_event_times(prepared.event_micros[start:stop])
+        parts: list[Part] = [plan.header, *bulk_rows(keys), plan.timestamp_arg]
+        parts += [*bulk_rows(seconds), *bulk_rows(nanos), *bulk_rows(stamps), plan.ttl_arg]
+        for spec, field_arg, column in zip(
+            plan.view.features, plan.field_args, prepared.features, strict=True
+        ):
+            parts.append(field_arg)
+            parts += bulk_rows(encode_values(column[start:stop], spec.type))
+        return keys, concat(parts, rows)
+
+    # -- replies ----------------------------------------------------------------------------
+
+    def _settle(self, sent: tuple[Segments, Segments, Pending], stats: WriteStats) -> None:
+        keys, commands, pending = sent
+        replies = pending.collect()
+        for _ in range(3):
+            lost = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+            if not lost:
+                break
+            # Redis restarted or failed over since the script was loaded. The SHA depends only
+            # on the source, so loading it again makes the same commands valid: resend them.
+            self._transport.load_script(_SCRIPT)
+            rows = np.asarray(lost, dtype=np.int64)
+            again = self._transport.execute(keys.take(rows), commands.take(rows))
+            for index, reply in zip(lost, again, strict=True):
+                replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, rexc.ResponseError):
+                raise OnlineStoreError(
+                    f"Redis rejected a write to feature view '{stats.view}': {reply}"
+                )
+            if reply == 1:
+                stats.written += 1
+            else:
+                stats.skipped_older += 1
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, rexc.NoScriptError)
+
+
+def _prepare(view: ViewSchema, table: pa.Table, event_time_column: str) -> _Prepared:
+    names = set(table.column_names)
+    needed = [*view.join_key_names, *view.feature_names, event_time_column]
+    missing = [n for n in needed if n not in names]
+    if missing:
+        raise SchemaMismatch(
+            f"feature view '{view.name}': input lacks column(s) {', '.join(missing)}; "
+            f"it has {', '.join(table.column_names)}"
+        )
+    keys = {}
+    for key in view.join_keys:
+        where = f"feature view '{view.name}', join key '{key.name}'"
+        array = normalize(table.column(key.name), key.type, where)
+        if array.null_count:
+            raise SchemaMismatch(f"{where}: null in {array.null_count} row(s)")
+        keys[key.name] = array
+    features = [
+        normalize(
+            table.column(spec.name), spec.type, f"feature view '{view.name}', field '{spec.name}'"
+        )
+        for spec in view.features
+    ]
+    micros = event_time_micros(
+        table.column(event_time_column),
+        f"feature view '{view.name}', event time column '{event_time_column}'",
+    )
+    return _Prepared(keys=keys, features=features, event_micros=micros, rows=table.num_rows)

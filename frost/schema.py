@@ -1,0 +1,87 @@
+"""What Frost needs to know about a feature view, taken once from its Feast definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from frost.codec import FeatureType, JoinKey
+from frost.errors import DefinitionError, UnknownObject
+
+__all__ = ["FeatureSpec", "ViewSchema"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature of a view: its name, type and Feast tags."""
+
+    name: str
+    type: FeatureType
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return dict(self.tags)
+
+
+@dataclass(frozen=True)
+class ViewSchema:
+    """A feature view as the online store and the jobs see it."""
+
+    name: str
+    join_keys: tuple[JoinKey, ...]
+    features: tuple[FeatureSpec, ...]
+    ttl: timedelta | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def join_key_names(self) -> list[str]:
+        return [k.name for k in self.join_keys]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        raise UnknownObject(
+            f"feature view '{self.name}' has no feature '{name}'; "
+            f"it has {', '.join(self.feature_names)}"
+        )
+
+    @classmethod
+    def from_feast(cls, view: Any) -> ViewSchema:
+        """Build from a ``feast.FeatureView`` (or ``StreamFeatureView``)."""
+        name = view.name
+        entity_columns = list(getattr(view, "entity_columns", []) or [])
+        join_key_names = list(getattr(view, "join_keys", []) or [])
+        typed = {column.name: column for column in entity_columns}
+        join_keys = []
+        for key in join_key_names:
+            column = typed.get(key)
+            if column is None:
+                raise DefinitionError(
+                    f"feature view '{name}': the type of join key '{key}' is unknown; "
+                    "give its Entity a value_type or add the key to the view's schema"
+                )
+            where = f"feature view '{name}', join key '{key}'"
+            join_keys.append(JoinKey(key, FeatureType.of_feast_field(column, where)))
+        features = tuple(
+            FeatureSpec(
+                field.name,
+                FeatureType.of_feast_field(field, f"feature view '{name}', field '{field.name}'"),
+                tuple(sorted((field.tags or {}).items())),
+            )
+            for field in view.features
+        )
+        ttl = view.ttl if isinstance(view.ttl, timedelta) and view.ttl.total_seconds() else None
+        return cls(
+            name=name,
+            join_keys=tuple(join_keys),
+            features=features,
+            ttl=ttl,
+            tags=tuple(sorted((view.tags or {}).items())),
+        )

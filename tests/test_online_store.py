@@ -1,0 +1,205 @@
+"""The online-store contract suite: every test runs on a single Redis and on a 3-master cluster."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import redis
+
+from frost.codec import FeatureType, JoinKey, Scalar, timestamp_field
+from frost.errors import OnlineStoreUnavailable, SchemaMismatch
+from frost.online import FieldStatus, OnlineStore, RedisStoreConfig
+from frost.online._writer import OnlineWriter
+from frost.schema import FeatureSpec, ViewSchema
+from frost.services import free_port
+
+T0 = datetime(2026, 10, 1, 12, 0, 0, 250000, tzinfo=UTC)
+USER = JoinKey("user_id", FeatureType(Scalar.INT64))
+EXPERIENCE = JoinKey("experience_id", FeatureType(Scalar.INT64))
+
+ALL_TYPES = ViewSchema(
+    name="everything",
+    join_keys=(USER,),
+    features=tuple(
+        [FeatureSpec(f"{s.value}_scalar", FeatureType(s)) for s in Scalar]
+        + [FeatureSpec(f"{s.value}_list", FeatureType(s, True)) for s in Scalar]
+    ),
+)
+SCORE = ViewSchema(
+    name="score",
+    join_keys=(USER, EXPERIENCE),
+    features=(FeatureSpec("points", FeatureType(Scalar.INT64)),),
+)
+
+SAMPLES: dict[Scalar, list[Any]] = {
+    Scalar.BYTES: [b"\x00\xff", b"", None],
+    Scalar.STRING: ["héllo", "", None],
+    Scalar.INT32: [-(2**31), 7, None],
+    Scalar.INT64: [2**63 - 1, -1, None],
+    Scalar.DOUBLE: [1.5, -0.0, None],
+    Scalar.FLOAT: [0.25, 3.0, None],
+    Scalar.BOOL: [True, False, None],
+    Scalar.UNIX_TIMESTAMP: [1_700_000_000, 0, None],
+}
+
+
+def _everything_table() -> pa.Table:
+    columns: dict[str, Any] = {"user_id": pa.array([1, 2, 3], pa.int64())}
+    for spec in ALL_TYPES.features:
+        element = FeatureType(spec.type.scalar).arrow_type
+        values = SAMPLES[spec.type.scalar]
+        if spec.type.is_list:
+            lists = [[v for v in values if v is not None], [], None]
+            columns[spec.name] = pa.array(lists, pa.list_(element))
+        else:
+            columns[spec.name] = pa.array(values, element)
+    columns["event_timestamp"] = pa.array([T0] * 3, pa.timestamp("us", tz="UTC"))
+    return pa.table(columns)
+
+
+def _points(users: list[int], points: list[int], when: list[datetime]) -> pa.Table:
+    return pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "experience_id": pa.array([9] * len(users), pa.int64()),
+            "points": pa.array(points, pa.int64()),
+            "event_timestamp": pa.array(when, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def _read_points(store: OnlineStore, users: list[int]) -> list[Any]:
+    rows = store.read([(SCORE, ["points"])], {"user_id": users, "experience_id": [9] * len(users)})
+    return rows["score"].values("points")
+
+
+def test_every_type_round_trips(online_store: OnlineStore) -> None:
+    stats = online_store.write(ALL_TYPES, _everything_table())
+    assert (stats.rows, stats.written, stats.skipped_older) == (3, 3, 0)
+    rows = online_store.read([(ALL_TYPES, ALL_TYPES.feature_names)], {"user_id": [1, 2, 3, 4]})
+    got = rows["everything"]
+    assert got.event_times == [T0, T0, T0, None]
+    for spec in ALL_TYPES.features:
+        values = got.values(spec.name)
+        sample = SAMPLES[spec.type.scalar]
+        if spec.type.scalar == Scalar.UNIX_TIMESTAMP:
+            sample = [None if v is None else datetime.fromtimestamp(v, UTC) for v in sample]
+        if spec.type.is_list:
+            expected = [[v for v in sample if v is not None], [], None, None]
+        else:
+            expected = [*sample, None]
+        assert values == expected, spec.name
+        statuses = got.statuses(spec.name)
+        assert statuses[3] == FieldStatus.NOT_FOUND
+        assert statuses[2] == FieldStatus.NULL_VALUE
+
+
+def test_newer_wins_and_equal_replays_are_written(online_store: OnlineStore) -> None:
+    t1, t2 = T0, T0 + timedelta(seconds=10)
+    assert online_store.write(SCORE, _points([1], [100], [t2])).written == 1
+    older = online_store.write(SCORE, _points([1], [50], [t1]))
+    assert (older.written, older.skipped_older) == (0, 1)
+    assert _read_points(online_store, [1]) == [100]
+    assert online_store.write(SCORE, _points([1], [101], [t2])).written == 1
+    assert _read_points(online_store, [1]) == [101]
+    # Sub-second order counts too: Feast stores nanos, so does Frost.
+    online_store.write(SCORE, _points([1], [102], [t2 + timedelta(microseconds=1)]))
+    assert online_store.write(SCORE, _points([1], [99], [t2])).skipped_older == 1
+    assert _read_points(online_store, [1]) == [102]
+
+
+def test_latest_row_wins_within_one_write(online_store: OnlineStore) -> None:
+    t = [T0 + timedelta(seconds=s) for s in (5, 1, 9, 3)]
+    online_store.write(SCORE, _points([7, 7, 7, 7], [5, 1, 9, 3], t))
+    assert _read_points(online_store, [7]) == [9]
+
+
+def test_concurrent_writers_never_regress(online_store: OnlineStore) -> None:
+    users = list(range(200))
+    rounds = 30
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        # Writer 0 sends even seconds ascending; writer 1 odd seconds descending, so old and
+        # new timestamps interleave on every key.
+        try:
+            order = range(rounds) if offset == 0 else reversed(range(rounds))
+            for step in order:
+                second = 2 * step + offset
+                table = _points(
+                    users, [second] * len(users), [T0 + timedelta(seconds=second)] * len(users)
+                )
+                online_store.write(SCORE, table)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert _read_points(online_store, users) == [2 * rounds - 1] * len(users)
+
+
+def test_many_rows_across_chunks_and_nodes(online_store: OnlineStore) -> None:
+    writer = OnlineWriter(online_store.transport, online_store.project, chunk_rows=1000)
+    users = list(range(10_000))
+    stats = writer.write(SCORE, _points(users, users, [T0] * len(users)))
+    assert stats.written == 10_000
+    assert _read_points(online_store, users) == users
+
+
+def test_bad_input_writes_nothing(online_store: OnlineStore) -> None:
+    table = _points([1, 2], [1, 2], [T0, T0])
+    with pytest.raises(SchemaMismatch, match=r"lacks column.*points"):
+        online_store.write(SCORE, table.drop_columns(["points"]))
+    wrong = table.set_column(2, "points", pa.array(["a", "b"]))
+    with pytest.raises(SchemaMismatch, match="feature view 'score', field 'points'"):
+        online_store.write(SCORE, wrong)
+    null_key = table.set_column(0, "user_id", pa.array([1, None], pa.int64()))
+    with pytest.raises(SchemaMismatch, match="join key 'user_id'"):
+        online_store.write(SCORE, null_key)
+    assert _read_points(online_store, [1, 2]) == [None, None]
+
+
+def test_lost_script_is_reloaded(online_store: OnlineStore, request: pytest.FixtureRequest) -> None:
+    online_store.write(SCORE, _points([1], [1], [T0]))
+    _script_flush(request)
+    online_store.write(SCORE, _points([1], [2], [T0 + timedelta(seconds=1)]))
+    assert _read_points(online_store, [1]) == [2]
+
+
+def test_key_ttl_is_set(online_store: OnlineStore, request: pytest.FixtureRequest) -> None:
+    store = OnlineStore(online_store.transport, online_store.project, key_ttl_seconds=3600)
+    store.write(SCORE, _points([1], [1], [T0]))
+    key = store.writer._plan(SCORE).keys.encode_one({"user_id": 1, "experience_id": 9})
+    ttl = _client(request).ttl(key)
+    assert 3500 < ttl <= 3600
+    assert _client(request).hexists(key, timestamp_field("score"))
+
+
+def test_unreachable_redis_is_reported() -> None:
+    config = RedisStoreConfig.from_connection_string(f"127.0.0.1:{free_port()}")
+    with OnlineStore.from_config(config, "p") as store, pytest.raises(OnlineStoreUnavailable):
+        store.write(SCORE, _points([1], [1], [T0]))
+
+
+def _client(request: pytest.FixtureRequest) -> Any:
+    if request.node.callspec.params["online_store"] == "standalone":
+        return redis.Redis(port=request.getfixturevalue("redis_server").port)
+    cluster = request.getfixturevalue("redis_cluster")
+    return redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+
+
+def _script_flush(request: pytest.FixtureRequest) -> None:
+    client = _client(request)
+    if isinstance(client, redis.RedisCluster):
+        for node in client.get_primaries():
+            client.get_redis_connection(node).script_flush()
+    else:
+        client.script_flush()
