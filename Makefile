@@ -56,9 +56,9 @@ test: setup check
 	$(BIN)/python -m pytest --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS)
 	$(BIN)/python tests/report_check.py $(REPORTS)/junit.xml
 
-# Skips the slow interop and cluster tests; for the edit-run loop, not for CI.
+# Tests only, stopping at the first failure; for the edit-run loop, not for CI.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not cluster and not kafka and not spark" -x -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -x -q $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/frost demo

@@ -4,6 +4,7 @@ Contracts are ordinary Feast tags. `field_contract` and `freshness` only build t
 dicts; `user_profile` spells the tags out by hand to show what they are.
 """
 
+import json
 from datetime import timedelta
 
 from entities import experience, user
@@ -35,8 +36,7 @@ user_profile = FeatureView(
             dtype=String,
             tags={
                 "frost.not_null": "true",
-                "frost.allowed_values": '["US", "BR", "GB", '
-                '"DE", "FR", "JP", "KR", "IN", "MX", "CA", "PH", "ID"]',
+                "frost.allowed_values": json.dumps(COUNTRIES),
             },
         ),
         Field(name="level", dtype=Int32, tags={"frost.min": "1", "frost.max": "500"}),
@@ -46,10 +46,7 @@ user_profile = FeatureView(
         Field(
             name="favorite_genres",
             dtype=Array(String),
-            tags={
-                "frost.allowed_values": '["adventure", "obby", "roleplay", "simulator", '
-                '"shooter", "tycoon", "sports", "horror"]'
-            },
+            tags={"frost.allowed_values": json.dumps(GENRES)},
         ),
     ],
     source=user_profile_source,

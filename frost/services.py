@@ -43,6 +43,8 @@ def free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers bind with SO_REUSEADDR, so a port in TIME_WAIT is usable: check the same way.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((_LOOPBACK, port))
         except OSError:
@@ -60,6 +62,11 @@ def free_cluster_port() -> int:
     raise ServiceStartError("no free port pair for a Redis Cluster node")
 
 
+def _ensure_free(port: int, name: str) -> None:
+    if not _port_is_free(port):
+        raise ServiceStartError(f"cannot start {name}: port {port} is already in use")
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,9 +74,12 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeo
             raise ServiceStartError(f"{name} exited with status {process.returncode} at start")
         try:
             with socket.create_connection((_LOOPBACK, port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.05)
+            continue
+        if process.poll() is None:
+            return
     raise ServiceStartError(f"{name} did not accept connections on port {port} in {timeout:.0f}s")
 
 
@@ -150,11 +160,16 @@ def _redis_args(port: int, extra: Sequence[str] = ()) -> list[str]:
 
 
 class RedisServer(LocalService):
-    """One redis-server on a free loopback port, no persistence."""
+    """One redis-server on a free loopback port, no persistence.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``extra_args`` are appended to the command line (later options win), e.g.
+    ``["--requirepass", "secret"]``.
+    """
+
+    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         super().__init__("redis")
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,7 +177,8 @@ class RedisServer(LocalService):
         return f"{_LOOPBACK}:{self.port}"
 
     def start(self) -> Self:
-        self._process = self._spawn(_redis_args(self.port), "redis.log")
+        _ensure_free(self.port, "redis-server")
+        self._process = self._spawn(_redis_args(self.port, self.extra_args), "redis.log")
         try:
             _wait_for_port(self.port, self._process, "redis-server", timeout=15)
         except ServiceStartError as exc:
@@ -199,6 +215,7 @@ class RedisCluster(LocalService):
     def start(self) -> Self:
         try:
             for port in self.ports:
+                _ensure_free(port, "redis-server (cluster node)")
                 extra = [
                     "--cluster-enabled",
                     "yes",
@@ -281,6 +298,7 @@ class KafkaBroker(LocalService):
         return f"{_LOOPBACK}:{self.port}"
 
     def start(self) -> Self:
+        _ensure_free(self.port, "tansu broker")
         url = f"tcp://{_LOOPBACK}:{self.port}"
         args = [
             tansu_binary(),

@@ -62,10 +62,13 @@ def _column(type_: FeatureType) -> st.SearchStrategy[list[Any]]:
     return st.lists(st.none() | value, min_size=1, max_size=25)
 
 
-def _feast_bytes(values: list[Any], type_: FeatureType) -> list[bytes]:
+def _skip_feast_empty_bytes_quirk(values: list[Any], type_: FeatureType) -> None:
     # Feast infers "all null" when every bytes value is empty and writes nulls; Frost keeps
-    # b"" as a value. Only that corner differs, so it is left out here.
+    # b"" as a value. Only that corner differs, so it is left out of the comparison.
     assume(type_ != FeatureType(Scalar.BYTES) or any(values))
+
+
+def _feast_bytes(values: list[Any], type_: FeatureType) -> list[bytes]:
     feast_type = FeastValueType(type_.feast_value_type)
     return [v.SerializeToString() for v in python_values_to_proto_values(values, feast_type)]
 
@@ -80,6 +83,7 @@ def test_value_bytes_equal_feast_serialization(type_: FeatureType) -> None:
     @SETTINGS
     @given(values=_column(type_))
     def check(values: list[Any]) -> None:
+        _skip_feast_empty_bytes_quirk(values, type_)
         array = normalize(_arrow(values, type_), type_, "test")
         assert encode_values(array, type_).to_list() == _feast_bytes(values, type_)
 
@@ -91,6 +95,7 @@ def test_decoding_matches_feast_python_values(type_: FeatureType) -> None:
     @SETTINGS
     @given(values=_column(type_))
     def check(values: list[Any]) -> None:
+        _skip_feast_empty_bytes_quirk(values, type_)
         stored = _feast_bytes(values, type_)
         expected = [
             feast_value_type_to_python_type(Value.FromString(b)) if b else None for b in stored

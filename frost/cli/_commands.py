@@ -170,13 +170,14 @@ def run_write(args: argparse.Namespace) -> int:
     from frost.push import push_table, read_table, source_settings
 
     repo = _repo(args)
+    config = repo.online_config  # a bad connection string fails before any work
     view = repo.view(args.view)
     contract = repo.contracts()[args.view]
     feast_view = repo.feast_views()[args.view]
     event_time, created, mapping, source_path = source_settings(feast_view)
     path = args.file or _source_file(repo, source_path, args.view)
     table = read_table(path)
-    with OnlineStore.from_config(repo.online_config, repo.project) as store:
+    with OnlineStore.from_config(config, repo.project) as store:
         report = push_table(
             store,
             view,
@@ -228,9 +229,10 @@ def run_get(args: argparse.Namespace) -> int:
     from frost.online import OnlineStore
 
     repo = _repo(args)
+    config = repo.online_config
     request = _request(repo, args.service, args.features)
     entities = _entities(args.entity, request)
-    with OnlineStore.from_config(repo.online_config, repo.project) as store:
+    with OnlineStore.from_config(config, repo.project) as store:
         result = FeatureLookup(store, request, repo.contracts()).get(entities)
     if args.json:
         for i, row in enumerate(result.to_rows()):

@@ -22,7 +22,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from frost.codec import Segments
-from frost.errors import OnlineStoreError, OnlineStoreUnavailable
+from frost.errors import ConfigError, OnlineStoreError, OnlineStoreUnavailable
 from frost.online._config import RedisStoreConfig
 
 Reply = Any
@@ -99,6 +99,11 @@ def _nodes(config: RedisStoreConfig) -> str:
 def _translated(where: str) -> Iterator[None]:
     try:
         yield
+    except rexc.AuthenticationError as exc:
+        raise ConfigError(
+            f"Redis at {where} refused the credentials in feature_store.yaml "
+            f"(online_store.connection_string password/username): {exc}"
+        ) from exc
     except _CONNECTION_ERRORS as exc:
         raise OnlineStoreUnavailable(f"Redis at {where} is unreachable: {exc}") from exc
     except rexc.RedisError as exc:
@@ -119,7 +124,8 @@ class _PendingOnConnection(Pending):
                         replies.append(read(disable_decoding=True))
                     except rexc.ResponseError as exc:
                         replies.append(exc)
-        except OnlineStoreError:
+        except BaseException:
+            # Replies may be left unread on the socket: the connection cannot be reused.
             self._conn.disconnect()
             raise
         finally:
@@ -133,7 +139,7 @@ def _send(pool: redis.ConnectionPool, buffer: Any, count: int, where: str) -> Pe
     try:
         with _translated(where):
             conn.send_packed_command([buffer], check_health=False)
-    except OnlineStoreError:
+    except BaseException:
         conn.disconnect()
         pool.release(conn)
         raise
