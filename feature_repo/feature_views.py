@@ -1,5 +1,8 @@
 """Feature views of the game platform, with their Frost contracts.
 
+Each schema lists its join keys first (Feast treats fields named like a join key as entity
+columns, not features).
+
 Contracts are ordinary Feast tags. `field_contract` and `freshness` only build the tag
 dicts; `user_profile` spells the tags out by hand to show what they are.
 """
@@ -31,6 +34,7 @@ user_profile = FeatureView(
     entities=[user],
     ttl=timedelta(days=30),
     schema=[
+        Field(name="user_id", dtype=Int64),
         Field(
             name="country",
             dtype=String,
@@ -58,6 +62,7 @@ user_activity_7d = FeatureView(
     entities=[user],
     ttl=timedelta(days=2),
     schema=[
+        Field(name="user_id", dtype=Int64),
         Field(name="sessions_7d", dtype=Int32, tags=field_contract(min=0, not_null=True)),
         Field(name="minutes_played_7d", dtype=Float32, tags=field_contract(min=0, max=10080)),
         Field(name="purchases_7d", dtype=Int64, tags=field_contract(min=0)),
@@ -74,6 +79,7 @@ experience_stats = FeatureView(
     entities=[experience],
     ttl=timedelta(days=2),
     schema=[
+        Field(name="experience_id", dtype=Int64),
         Field(name="genre", dtype=String, tags=field_contract(allowed_values=GENRES)),
         Field(name="avg_rating", dtype=Float32, tags=field_contract(min=1, max=5)),
         Field(name="daily_active_users", dtype=Int64, tags=field_contract(min=0)),
@@ -90,6 +96,8 @@ user_experience_engagement = FeatureView(
     entities=[user, experience],
     ttl=timedelta(days=30),
     schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(name="experience_id", dtype=Int64),
         Field(name="plays_30d", dtype=Int32, tags=field_contract(min=0)),
         Field(name="minutes_30d", dtype=Float64, tags=field_contract(min=0)),
         Field(name="last_played_at", dtype=UnixTimestamp),
@@ -105,6 +113,7 @@ user_session_live = StreamFeatureView(
     entities=[user],
     ttl=timedelta(hours=1),
     schema=[
+        Field(name="user_id", dtype=Int64),
         Field(name="session_minutes", dtype=Float32, tags=field_contract(min=0, max=1440)),
         Field(name="matches_in_session", dtype=Int32, tags=field_contract(min=0)),
         Field(name="current_experience_id", dtype=Int64),
@@ -120,6 +129,7 @@ experience_live = StreamFeatureView(
     entities=[experience],
     ttl=timedelta(hours=1),
     schema=[
+        Field(name="experience_id", dtype=Int64),
         Field(name="concurrent_players", dtype=Int64, tags=field_contract(min=0, not_null=True)),
         Field(name="queue_wait_seconds", dtype=Float32, tags=field_contract(min=0)),
         Field(name="servers_full_ratio", dtype=Float64, tags=field_contract(min=0, max=1)),

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from frost.checks import ViewChecker
@@ -102,7 +101,3 @@ def source_settings(feast_view: Any) -> tuple[str, str | None, dict[str, str], s
         dict(source.field_mapping or {}),
         path,
     )
-
-
-def count_nulls(table: pa.Table, column: str) -> int:
-    return int(pc.sum(table.column(column).is_null()).as_py() or 0)

@@ -70,13 +70,22 @@ def run_describe(args: argparse.Namespace) -> int:
         view, contract = views[name], contracts[name]
         keys = ", ".join(f"{k.name} ({k.type})" for k in view.join_keys)
         print(f"Feature view {name}  keys: {keys}  freshness: {contract.freshness.describe()}")
-        rows = [[f.name, str(f.type), contract.fields[f.name].describe()] for f in view.features]
+        rows = [
+            [f.name, str(f.type), _contract_text(view, contract, f.name)] for f in view.features
+        ]
         print(format_table(["feature", "type", "contract"], rows, indent=2) + "\n")
     for name in sorted(services):
         print(f"Feature service {name}")
         for view, features in services[name].views:
             print(f"  {view.name}: {', '.join(features)}")
     return 0
+
+
+def _contract_text(view: Any, contract: Any, feature: str) -> str:
+    if feature in view.join_key_names:
+        # Feast's registry lists a stream feature view's join key among its features.
+        return "- (join key)"
+    return str(contract.fields[feature].describe())
 
 
 def _describe_json(
