@@ -1,6 +1,7 @@
 """Feature services: what each model asks for, mixing views."""
 
 from feast import FeatureService
+
 from feature_views import (
     experience_live,
     experience_stats,

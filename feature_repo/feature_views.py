@@ -3,17 +3,19 @@
 Each schema lists its join keys first (Feast treats fields named like a join key as entity
 columns, not features).
 
-Contracts are ordinary Feast tags. `field_contract` and `freshness` only build the tag
-dicts; `user_profile` spells the tags out by hand to show what they are.
+Contracts are ordinary Feast tags (see docs/contracts.md), so this stays a plain Feast repo:
+`feast apply` works on it without Frost installed. Frost's helpers
+`frost.contracts.field_contract(...)` and `freshness(...)` build the same dicts.
 """
 
 import json
 from datetime import timedelta
 
-from entities import experience, user
 from feast import FeatureView, Field
 from feast.stream_feature_view import StreamFeatureView
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+
+from entities import experience, user
 from sources import (
     engagement_source,
     experience_events,
@@ -22,8 +24,6 @@ from sources import (
     user_profile_source,
     user_session_events,
 )
-
-from frost.contracts import field_contract, freshness
 
 COUNTRIES = ["US", "BR", "GB", "DE", "FR", "JP", "KR", "IN", "MX", "CA", "PH", "ID"]
 GENRES = ["adventure", "obby", "roleplay", "simulator", "shooter", "tycoon", "sports", "horror"]
@@ -63,15 +63,17 @@ user_activity_7d = FeatureView(
     ttl=timedelta(days=2),
     schema=[
         Field(name="user_id", dtype=Int64),
-        Field(name="sessions_7d", dtype=Int32, tags=field_contract(min=0, not_null=True)),
-        Field(name="minutes_played_7d", dtype=Float32, tags=field_contract(min=0, max=10080)),
-        Field(name="purchases_7d", dtype=Int64, tags=field_contract(min=0)),
-        Field(name="win_rate_7d", dtype=Float64, tags=field_contract(min=0, max=1)),
+        Field(name="sessions_7d", dtype=Int32, tags={"frost.min": "0", "frost.not_null": "true"}),
+        Field(
+            name="minutes_played_7d", dtype=Float32, tags={"frost.min": "0", "frost.max": "10080"}
+        ),
+        Field(name="purchases_7d", dtype=Int64, tags={"frost.min": "0"}),
+        Field(name="win_rate_7d", dtype=Float64, tags={"frost.min": "0", "frost.max": "1"}),
         Field(name="last_session_at", dtype=UnixTimestamp),
-        Field(name="recent_scores", dtype=Array(Float64), tags=field_contract(min=0)),
+        Field(name="recent_scores", dtype=Array(Float64), tags={"frost.min": "0"}),
     ],
     source=user_activity_source,
-    tags=freshness("26h"),
+    tags={"frost.max_staleness": "26h"},
 )
 
 experience_stats = FeatureView(
@@ -80,15 +82,15 @@ experience_stats = FeatureView(
     ttl=timedelta(days=2),
     schema=[
         Field(name="experience_id", dtype=Int64),
-        Field(name="genre", dtype=String, tags=field_contract(allowed_values=GENRES)),
-        Field(name="avg_rating", dtype=Float32, tags=field_contract(min=1, max=5)),
-        Field(name="daily_active_users", dtype=Int64, tags=field_contract(min=0)),
-        Field(name="daily_revenue_usd", dtype=Float64, tags=field_contract(min=0)),
+        Field(name="genre", dtype=String, tags={"frost.allowed_values": json.dumps(GENRES)}),
+        Field(name="avg_rating", dtype=Float32, tags={"frost.min": "1", "frost.max": "5"}),
+        Field(name="daily_active_users", dtype=Int64, tags={"frost.min": "0"}),
+        Field(name="daily_revenue_usd", dtype=Float64, tags={"frost.min": "0"}),
         Field(name="is_featured", dtype=Bool),
-        Field(name="age_rating", dtype=Int32, tags=field_contract(allowed_values=[0, 9, 13, 17])),
+        Field(name="age_rating", dtype=Int32, tags={"frost.allowed_values": "[0, 9, 13, 17]"}),
     ],
     source=experience_stats_source,
-    tags=freshness("26h"),
+    tags={"frost.max_staleness": "26h"},
 )
 
 user_experience_engagement = FeatureView(
@@ -98,14 +100,14 @@ user_experience_engagement = FeatureView(
     schema=[
         Field(name="user_id", dtype=Int64),
         Field(name="experience_id", dtype=Int64),
-        Field(name="plays_30d", dtype=Int32, tags=field_contract(min=0)),
-        Field(name="minutes_30d", dtype=Float64, tags=field_contract(min=0)),
+        Field(name="plays_30d", dtype=Int32, tags={"frost.min": "0"}),
+        Field(name="minutes_30d", dtype=Float64, tags={"frost.min": "0"}),
         Field(name="last_played_at", dtype=UnixTimestamp),
         Field(name="has_favorited", dtype=Bool),
         Field(name="badge_ids", dtype=Array(Int64)),
     ],
     source=engagement_source,
-    tags=freshness("7d"),
+    tags={"frost.max_staleness": "7d"},
 )
 
 user_session_live = StreamFeatureView(
@@ -114,14 +116,14 @@ user_session_live = StreamFeatureView(
     ttl=timedelta(hours=1),
     schema=[
         Field(name="user_id", dtype=Int64),
-        Field(name="session_minutes", dtype=Float32, tags=field_contract(min=0, max=1440)),
-        Field(name="matches_in_session", dtype=Int32, tags=field_contract(min=0)),
+        Field(name="session_minutes", dtype=Float32, tags={"frost.min": "0", "frost.max": "1440"}),
+        Field(name="matches_in_session", dtype=Int32, tags={"frost.min": "0"}),
         Field(name="current_experience_id", dtype=Int64),
-        Field(name="device", dtype=String, tags=field_contract(allowed_values=DEVICES)),
+        Field(name="device", dtype=String, tags={"frost.allowed_values": json.dumps(DEVICES)}),
         Field(name="in_party", dtype=Bool),
     ],
     source=user_session_events,
-    tags=freshness("15m"),
+    tags={"frost.max_staleness": "15m"},
 )
 
 experience_live = StreamFeatureView(
@@ -130,10 +132,14 @@ experience_live = StreamFeatureView(
     ttl=timedelta(hours=1),
     schema=[
         Field(name="experience_id", dtype=Int64),
-        Field(name="concurrent_players", dtype=Int64, tags=field_contract(min=0, not_null=True)),
-        Field(name="queue_wait_seconds", dtype=Float32, tags=field_contract(min=0)),
-        Field(name="servers_full_ratio", dtype=Float64, tags=field_contract(min=0, max=1)),
+        Field(
+            name="concurrent_players",
+            dtype=Int64,
+            tags={"frost.min": "0", "frost.not_null": "true"},
+        ),
+        Field(name="queue_wait_seconds", dtype=Float32, tags={"frost.min": "0"}),
+        Field(name="servers_full_ratio", dtype=Float64, tags={"frost.min": "0", "frost.max": "1"}),
     ],
     source=experience_events,
-    tags=freshness("90s"),
+    tags={"frost.max_staleness": "90s"},
 )

@@ -20,7 +20,10 @@ def parse_duration(text: str) -> timedelta:
     amount = int(match.group(1))
     if amount == 0:
         raise ValueError(f"'{text}' is zero; a freshness bound must be positive")
-    return timedelta(seconds=amount * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=amount * _UNITS[match.group(2)])
+    except OverflowError:
+        raise ValueError(f"'{text}' is longer than any time Frost can represent") from None
 
 
 def format_duration(value: timedelta) -> str:

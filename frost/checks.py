@@ -105,13 +105,22 @@ class FieldCheck:
         self.contract = contract
         type_ = contract.type
         self._element_type = FeatureType(type_.scalar).arrow_type
+        # Float32 fields are judged in float32: a bound of 0.1 means float32(0.1), the value
+        # a user writing 0.1 actually stores. The scalar path rounds the same way.
+        precise = _in_field_precision(type_.scalar)
+        self._allowed_values = (
+            frozenset(precise(v) for v in contract.allowed_values)
+            if contract.allowed_values is not None
+            else None
+        )
         self._allowed = (
             pa.array(list(contract.allowed_values), type=self._element_type)
             if contract.allowed_values is not None
             else None
         )
-        self._min = _bound(contract.min, self._element_type)
-        self._max = _bound(contract.max, self._element_type)
+        self._low, self._high = _bounds(contract, precise)
+        self._min = _bound(self._low, self._element_type)
+        self._max = _bound(self._high, self._element_type)
 
     @property
     def name(self) -> str:
@@ -140,17 +149,17 @@ class FieldCheck:
         return found
 
     def is_valid(self, value: Any) -> bool:
-        """Check one Python value (for single-value paths)."""
+        """Check one Python value; agrees with ``violations`` (a test holds them together)."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return not self.contract.not_null
         items = value if self.contract.type.is_list else [value]
-        contract = self.contract
+        low, high, allowed = self._low, self._high, self._allowed_values
         for item in items:
-            if contract.min is not None and item < contract.min:
+            if low is not None and item < low:
                 return False
-            if contract.max is not None and item > contract.max:
+            if high is not None and item > high:
                 return False
-            if contract.allowed_values is not None and item not in contract.allowed_values:
+            if allowed is not None and item not in allowed:
                 return False
         return True
 
@@ -178,13 +187,38 @@ class ViewChecker:
         return outcome
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _bounds(contract: FieldContract, precise: Any) -> tuple[Any, Any]:
+    """The bounds as compared: integer fields use whole-number bounds (x >= 0.5 is x >= 1)
+    clamped to int64, so no comparison goes through floats."""
+    low, high = contract.min, contract.max
+    if not contract.type.scalar.is_integer:
+        return (
+            None if low is None else precise(low),
+            None if high is None else precise(high),
+        )
+    if low is not None:
+        low = None if low <= _INT64_MIN else min(math.ceil(low), _INT64_MAX)
+    if high is not None:
+        high = None if high >= _INT64_MAX else max(math.floor(high), _INT64_MIN)
+    return low, high
+
+
+def _in_field_precision(scalar: Scalar) -> Any:
+    if scalar == Scalar.FLOAT:
+        return lambda v: v if isinstance(v, bool) else float(np.float32(v))
+    return lambda v: v
+
+
 def _bound(value: float | int | None, element_type: pa.DataType) -> pa.Scalar | None:
     if value is None:
         return None
-    # Compare in float64 for float columns and in the column's own type for integers, so a
-    # bound like 0.5 on an int field still means what it says.
-    if pa.types.is_integer(element_type) and float(value).is_integer():
+    if pa.types.is_integer(element_type):
         return pa.scalar(int(value), pa.int64())
+    if pa.types.is_float32(element_type):
+        return pa.scalar(value, pa.float32())
     return pa.scalar(float(value), pa.float64())
 
 
@@ -207,7 +241,9 @@ def _elements(array: pa.Array, type_: FeatureType) -> tuple[pa.Array, Any]:
 def _comparable(array: pa.Array, scalar: Scalar) -> pa.Array:
     if scalar in (Scalar.INT32, Scalar.INT64) and pa.types.is_integer(array.type):
         return pc.cast(array, pa.int64())
-    if scalar in (Scalar.FLOAT, Scalar.DOUBLE) and not pa.types.is_floating(array.type):
+    if scalar == Scalar.FLOAT and not pa.types.is_float32(array.type):
+        return pc.cast(array, pa.float32())
+    if scalar == Scalar.DOUBLE and not pa.types.is_float64(array.type):
         return pc.cast(array, pa.float64())
     return array
 

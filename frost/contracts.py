@@ -289,6 +289,9 @@ _ALLOWED_KINDS: dict[Scalar, tuple[type, ...]] = {
 }
 
 
+_INTEGER_LIMITS = {Scalar.INT32: 2**31, Scalar.INT64: 2**63}
+
+
 def _parse_allowed_values(text: str, type_: FeatureType) -> tuple[Any, ...]:
     kinds = _ALLOWED_KINDS.get(type_.scalar)
     if kinds is None:
@@ -299,8 +302,10 @@ def _parse_allowed_values(text: str, type_: FeatureType) -> tuple[Any, ...]:
         raise ValueError(f"'{text}' is not valid JSON ({exc.msg})") from None
     if not isinstance(values, list) or not values:
         raise ValueError(f"'{text}' is not a non-empty JSON array")
+    limit = _INTEGER_LIMITS.get(type_.scalar)
     for value in values:
         wrong_bool = isinstance(value, bool) and bool not in kinds
-        if wrong_bool or not isinstance(value, kinds):
+        out_of_range = limit is not None and not -limit <= value < limit
+        if wrong_bool or not isinstance(value, kinds) or out_of_range:
             raise ValueError(f"{json.dumps(value)} does not fit a {type_} field")
     return tuple(values)

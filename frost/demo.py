@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from frost import repo as repo_module
-from frost.cli._format import format_age, format_table, format_value
+from frost._format import format_age, format_table, format_value
 from frost.errors import ConfigError
 from frost.lookup import FeatureLookup
 from frost.online import OnlineStore

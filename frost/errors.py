@@ -111,6 +111,13 @@ class OnlineStoreUnavailable(OnlineStoreError):
 
 
 class ServiceStartError(FrostError):
-    """A local service (redis-server, the Kafka-protocol broker) failed to start."""
+    """A local service (redis-server, the Kafka-protocol broker) failed to start.
+
+    ``details`` holds the end of the service's log, for debugging.
+    """
 
     grpc_status = "UNAVAILABLE"
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details

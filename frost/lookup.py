@@ -19,7 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from frost.checks import FieldCheck
+from frost.codec import FeatureType, Scalar
 from frost.contracts import ViewContract
 from frost.online import FieldStatus, OnlineStore
 from frost.schema import ViewSchema
@@ -105,13 +109,13 @@ class FeatureLookup:
                 for stamp in rows.event_seconds
             ]
             for name in rule.features:
-                values = rows.values(name)
-                statuses = rows.statuses(name)
+                values, statuses = rows.column(name)
                 check = rule.checks.get(name)
+                invalid = _invalid_rows(check, values, rule.view.feature(name).type)
                 for i, status in enumerate(statuses):
                     if status == FieldStatus.NOT_FOUND:
                         continue
-                    if check is not None and not check.is_valid(values[i]):
+                    if invalid is not None and invalid[i]:
                         statuses[i] = FieldStatus.INVALID
                         values[i] = None
                     elif status == FieldStatus.PRESENT and stale[i]:
@@ -120,3 +124,17 @@ class FeatureLookup:
                     FeatureColumn(rule.view.name, name, values, statuses, rows.event_seconds)
                 )
         return result
+
+
+def _invalid_rows(check: FieldCheck | None, values: list[Any], type_: FeatureType) -> Any:
+    """Rows whose value breaks the field's contract, by the same vectorized check as writes."""
+    if check is None:
+        return None
+    if type_.scalar == Scalar.UNIX_TIMESTAMP:
+        array = pa.array(values)  # decoded as datetimes; only not_null can apply
+    else:
+        array = pa.array(values, type=type_.arrow_type)
+    mask = np.zeros(len(values), dtype=np.bool_)
+    for violation in check.violations(array):
+        mask[violation.rows] = True
+    return mask

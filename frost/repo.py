@@ -92,7 +92,21 @@ class FeatureRepo:
 
     @cached_property
     def online_config(self) -> RedisStoreConfig:
-        return RedisStoreConfig.from_feast(self.config.online_store)
+        """The Redis settings, after checking the repo uses a layout Frost writes."""
+        config = self.config
+        where = self.path / FEATURE_STORE_YAML
+        if config.entity_key_serialization_version != 3:
+            raise ConfigError(
+                f"{where}: entity_key_serialization_version is "
+                f"{config.entity_key_serialization_version}; Frost reads and writes version 3 "
+                "(Feast's default and only supported version)"
+            )
+        if getattr(config.registry, "enable_online_feature_view_versioning", False):
+            raise ConfigError(
+                f"{where}: registry.enable_online_feature_view_versioning changes Feast's Redis "
+                "field names; Frost does not support it yet, turn it off"
+            )
+        return RedisStoreConfig.from_feast(config.online_store)
 
     @cached_property
     def feature_store(self) -> Any:
@@ -209,6 +223,7 @@ def apply(repo: FeatureRepo) -> Definitions:
     """``feast apply`` for the repo, after Frost's own checks passed (nothing applied if not)."""
     from feast.repo_operations import apply_total_with_repo_instance
 
+    _ = repo.online_config  # a bad online_store section fails before anything is applied
     definitions = parse_definitions(repo.path)
     project = repo.project
     store = repo.feature_store

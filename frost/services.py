@@ -182,9 +182,9 @@ class RedisServer(LocalService):
         try:
             _wait_for_port(self.port, self._process, "redis-server", timeout=15)
         except ServiceStartError as exc:
-            detail = self.log_tail()
+            details = "\n".join(filter(None, [exc.details, self.log_tail()]))
             self.stop()
-            raise ServiceStartError(f"{exc}\n{detail}") from exc
+            raise ServiceStartError(str(exc), details) from exc
         return self
 
     def pause(self) -> None:
@@ -229,9 +229,9 @@ class RedisCluster(LocalService):
             self._create()
             self._wait_until_ok(timeout=30)
         except ServiceStartError as exc:
-            detail = self.log_tail()
+            details = "\n".join(filter(None, [exc.details, self.log_tail()]))
             self.stop()
-            raise ServiceStartError(f"{exc}\n{detail}") from exc
+            raise ServiceStartError(str(exc), details) from exc
         return self
 
     def _create(self) -> None:
@@ -245,7 +245,9 @@ class RedisCluster(LocalService):
             check=False,
         )
         if result.returncode != 0:
-            raise ServiceStartError(f"redis-cli --cluster create failed: {result.stdout}")
+            raise ServiceStartError(
+                "redis-cli --cluster create failed", result.stdout + result.stderr
+            )
 
     def _wait_until_ok(self, timeout: float) -> None:
         cli = _require("redis-cli", _REDIS_HINT)
@@ -314,9 +316,9 @@ class KafkaBroker(LocalService):
         try:
             _wait_for_port(self.port, self._process, "tansu broker", timeout=30)
         except ServiceStartError as exc:
-            detail = self.log_tail()
+            details = "\n".join(filter(None, [exc.details, self.log_tail()]))
             self.stop()
-            raise ServiceStartError(f"{exc}\n{detail}") from exc
+            raise ServiceStartError(str(exc), details) from exc
         return self
 
     def pause(self) -> None:

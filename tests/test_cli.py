@@ -58,8 +58,8 @@ def test_bad_contracts_are_refused_before_anything_is_applied(
     fresh_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     views = fresh_repo / "feature_views.py"
-    _edit(views, 'tags=freshness("26h")', 'tags={"frost.max_staleness": "26 hours"}')
-    _edit(views, "field_contract(min=0, max=1)", "field_contract(min=2, max=1)")
+    _edit(views, '{"frost.max_staleness": "26h"}', '{"frost.max_staleness": "26 hours"}')
+    _edit(views, '{"frost.min": "0", "frost.max": "1"}', '{"frost.min": "2", "frost.max": "1"}')
     _edit(views, 'tags={"frost.min": "1", "frost.max": "500"}', 'tags={"frost.maximum": "5"}')
     code, _, err = run(capsys, "--repo", str(fresh_repo), "apply")
     assert code == 2
@@ -78,8 +78,8 @@ def test_range_on_a_string_field_is_refused(
 ) -> None:
     _edit(
         fresh_repo / "feature_views.py",
-        "field_contract(allowed_values=DEVICES)",
-        "field_contract(min=0)",
+        '{"frost.allowed_values": json.dumps(DEVICES)}',
+        '{"frost.min": "0"}',
     )
     code, _, err = run(capsys, "--repo", str(fresh_repo), "apply")
     assert code == 2
@@ -173,7 +173,8 @@ def test_missing_repo_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "no feature_store.yaml" in err
     repo = copy_repo(tmp_path, "localhost:6379,passwrd=x")
     code, _, err = run(capsys, "--repo", str(repo), "apply")
-    assert code == 0
+    assert code == 2 and "unknown parameter 'passwrd'" in err
+    assert not (repo / "data" / "registry.db").exists()
     code, _, err = run(capsys, "--repo", str(repo), "write", "--view", "user_profile")
     assert code == 2 and "unknown parameter 'passwrd'" in err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value, ValueType
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType as FeastValueType
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,9 @@ from frost.codec import (
     JoinKey,
     Scalar,
     decode_column,
+    encode_event_times,
     encode_values,
+    event_time_micros,
     field_hash,
     normalize,
     value_tag,
@@ -78,13 +82,41 @@ def _arrow(values: list[Any], type_: FeatureType) -> pa.Array:
     return pa.array(values, type=pa.list_(element) if type_.is_list else element)
 
 
+LAYOUTS = ["plain", "sliced", "chunked", "large", "timestamp"]
+
+
+def _arrow_layout(values: list[Any], type_: FeatureType, layout: str) -> Any:
+    """The same values as Arrow hands them over in practice: sliced out of a bigger array
+    (non-zero offsets), split into chunks, with 64-bit offsets, or UnixTimestamp as a
+    nanosecond timestamp column with a time zone."""
+    element = ARROW_ELEMENT[type_.scalar]
+    if layout == "large":
+        large = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
+        element = large.get(element, element)
+        list_type = pa.large_list(element)
+        return pa.array(values, type=list_type if type_.is_list else element)
+    if layout == "timestamp" and type_.scalar == Scalar.UNIX_TIMESTAMP and not type_.is_list:
+        fits_ns = all(v is None or abs(v) < 9_000_000_000 for v in values)
+        unit, scale = ("ns", 1_000_000_000) if fits_ns else ("us", 1_000_000)
+        ticks = [None if v is None else v * scale for v in values]
+        return pa.array(ticks, pa.int64()).cast(pa.timestamp(unit, tz="Europe/Paris"))
+    array = _arrow(values, type_)
+    if layout == "sliced":
+        padded = _arrow([values[-1], *values, values[0]], type_)
+        return padded.slice(1, len(values))
+    if layout == "chunked" and len(values) > 1:
+        middle = len(values) // 2
+        return pa.chunked_array([array.slice(0, middle), array.slice(middle)])
+    return array
+
+
 @pytest.mark.parametrize("type_", ALL_TYPES, ids=str)
 def test_value_bytes_equal_feast_serialization(type_: FeatureType) -> None:
     @SETTINGS
-    @given(values=_column(type_))
-    def check(values: list[Any]) -> None:
+    @given(values=_column(type_), layout=st.sampled_from(LAYOUTS))
+    def check(values: list[Any], layout: str) -> None:
         _skip_feast_empty_bytes_quirk(values, type_)
-        array = normalize(_arrow(values, type_), type_, "test")
+        array = normalize(_arrow_layout(values, type_, layout), type_, "test")
         assert encode_values(array, type_).to_list() == _feast_bytes(values, type_)
 
     check()
@@ -111,12 +143,53 @@ def test_nan_is_stored_as_null_like_feast() -> None:
     assert encode_values(array, type_).to_list() == _feast_bytes([1.0, np.nan, None], type_)
 
 
-def test_value_field_numbers_match_feast_descriptor() -> None:
+SAMPLE = {
+    Scalar.INT32: 1,
+    Scalar.INT64: 1,
+    Scalar.DOUBLE: 1.0,
+    Scalar.FLOAT: 1.0,
+    Scalar.BOOL: True,
+    Scalar.STRING: "a",
+    Scalar.BYTES: b"a",
+    Scalar.UNIX_TIMESTAMP: 1,
+}
+
+
+@pytest.mark.parametrize("type_", ALL_TYPES, ids=str)
+def test_value_tags_match_feast(type_: FeatureType) -> None:
     fields = {f.name: f.number for f in Value.DESCRIPTOR.fields}
-    for type_ in ALL_TYPES:
-        name = ValueType.Enum.Name(type_.feast_value_type).lower() + "_val"  # type: ignore[arg-type]
-        assert fields[name] == type_.feast_value_type, name
-        assert value_tag(type_)[0] >> 3 == type_.feast_value_type % 16 or type_.is_list
+    name = ValueType.Enum.Name(type_.feast_value_type).lower() + "_val"  # type: ignore[arg-type]
+    assert fields[name] == type_.feast_value_type, name
+    sample = [SAMPLE[type_.scalar]] if type_.is_list else SAMPLE[type_.scalar]
+    stored = _feast_bytes([sample], type_)[0]
+    tag = value_tag(type_)
+    assert stored.startswith(tag)
+    assert Value.FromString(tag + stored[len(tag) :]).WhichOneof("val") == name
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(1900, 1, 1),
+            max_value=datetime(2200, 1, 1),
+            timezones=st.just(UTC),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_event_timestamps_equal_protobuf(times: list[datetime]) -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    times = [*times, epoch, epoch + timedelta(microseconds=5)]
+    micros = event_time_micros(pa.array(times, pa.timestamp("us", tz="UTC")), "t")
+    serialized, seconds, nanos = encode_event_times(micros)
+    for stamp, got, sec, nano in zip(
+        times, serialized.to_list(), seconds.to_list(), nanos.to_list(), strict=True
+    ):
+        expected = Timestamp()
+        expected.FromDatetime(stamp)
+        assert got == expected.SerializeToString()
+        assert (int(sec), int(nano)) == (expected.seconds, expected.nanos)
 
 
 @SETTINGS

@@ -154,10 +154,56 @@ def test_list_rules_apply_to_every_element() -> None:
     assert [v.rows.tolist() for v in outcome] == [[1]]
 
 
-def test_single_value_check_agrees_with_vectorized() -> None:
-    checker = _checker(level=(INT, field_contract(min=1, max=10, not_null=True)))
-    values = [0, 1, 10, 11, None]
-    mask = checker.check(pa.table({"level": pa.array(values, pa.int32())})).invalid_mask("level")
-    single = [not checker.fields["level"].is_valid(v) for v in values]
-    assert mask.tolist() == single == [True, False, False, True, True]
-    assert np.count_nonzero(mask) == 3
+AGREEMENT_CASES: list[tuple[FeatureType, dict[str, str], list[object]]] = [
+    (INT, field_contract(min=1, max=10, not_null=True), [0, 1, 10, 11, None]),
+    (FeatureType(Scalar.INT64), field_contract(min=-(2**40), max=2**70), [-(2**41), 0, 2**62]),
+    (FeatureType(Scalar.INT64), field_contract(min=0.5), [0, 1]),
+    (FLOAT, field_contract(min=0, max=1, allowed_values=[0.5, 1]), [-0.1, 0.5, 0.7, 1.0, None]),
+    (
+        FeatureType(Scalar.FLOAT),
+        field_contract(min=0.1, max=0.3, allowed_values=[0.1, 0.2]),
+        [float(np.float32(0.1)), float(np.float32(0.2)), float(np.float32(0.3)), 0.05],
+    ),
+    (TEXT, field_contract(allowed_values=["a", "b"], not_null=True), ["a", "c", None, ""]),
+    (FeatureType(Scalar.BOOL), field_contract(allowed_values=[True]), [True, False, None]),
+    (FeatureType(Scalar.DOUBLE, True), field_contract(min=0), [[1.0], [2.0, -1.0], [], None]),
+    (FeatureType(Scalar.STRING, True), field_contract(allowed_values=["x"]), [["x"], ["y"]]),
+]
+
+
+@pytest.mark.parametrize(("type_", "tags", "values"), AGREEMENT_CASES)
+def test_single_value_check_agrees_with_vectorized(
+    type_: FeatureType, tags: dict[str, str], values: list[object]
+) -> None:
+    checker = _checker(x=(type_, tags))
+    mask = checker.check(pa.table({"x": pa.array(values, type=type_.arrow_type)})).invalid_mask("x")
+    single = [not checker.fields["x"].is_valid(v) for v in values]
+    assert mask.tolist() == single
+    assert any(single) and not all(single)
+
+
+def test_float32_bounds_mean_what_the_user_wrote() -> None:
+    checker = _checker(x=(FeatureType(Scalar.FLOAT), field_contract(max=0.1)))
+    stored = pa.array([0.1], pa.float32())  # float32(0.1) is a hair above 0.1
+    assert checker.check(pa.table({"x": stored})).total == 0
+
+
+@pytest.mark.parametrize(
+    ("type_", "tags", "words"),
+    [
+        (INT, {"frost.allowed_values": "[3000000000]"}, "does not fit"),
+        (FeatureType(Scalar.INT64), {"frost.allowed_values": "[9223372036854775808]"}, "fit"),
+    ],
+)
+def test_values_outside_the_type_are_issues(
+    type_: FeatureType, tags: dict[str, str], words: str
+) -> None:
+    _, issues = _parse(None, None, x=(type_, tags))
+    assert len(issues) == 1 and words in issues[0].problem
+
+
+def test_huge_bounds_and_durations_do_not_crash() -> None:
+    _, issues = _parse({"frost.max_staleness": "99999999999d"}, None)
+    assert len(issues) == 1 and "longer than" in issues[0].problem
+    checker = _checker(x=(INT, {"frost.max": "1e20", "frost.min": "-1e30"}))
+    assert checker.check(pa.table({"x": pa.array([5], pa.int32())})).total == 0

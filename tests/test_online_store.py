@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from frost.codec import FeatureType, JoinKey, Scalar, timestamp_field
-from frost.errors import OnlineStoreUnavailable, SchemaMismatch
+from frost.errors import OnlineStoreError, OnlineStoreUnavailable, SchemaMismatch
 from frost.online import FieldStatus, OnlineStore, RedisStoreConfig
 from frost.online._writer import OnlineWriter
 from frost.schema import FeatureSpec, ViewSchema
@@ -203,3 +203,47 @@ def _script_flush(request: pytest.FixtureRequest) -> None:
             client.get_redis_connection(node).script_flush()
     else:
         client.script_flush()
+
+
+def test_pre_1970_event_times_compare_correctly(online_store: OnlineStore) -> None:
+    t1960 = datetime(1960, 1, 1, tzinfo=UTC)
+    online_store.write(SCORE, _points([1], [60], [t1960]))
+    older = online_store.write(SCORE, _points([1], [59], [t1960 - timedelta(days=365)]))
+    assert older.skipped_older == 1
+    assert online_store.write(SCORE, _points([1], [61], [t1960 + timedelta(days=1)])).written == 1
+    assert _read_points(online_store, [1]) == [61]
+
+
+def test_duplicate_entities_in_one_write_are_superseded(online_store: OnlineStore) -> None:
+    writer = OnlineWriter(online_store.transport, online_store.project, chunk_rows=2)
+    same = [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=1), T0]
+    stats = writer.write(SCORE, _points([3, 3, 3, 4], [1, 2, 3, 4], same))
+    assert (stats.rows, stats.written, stats.superseded) == (4, 2, 2)
+    # Of equal event times the last row of the table wins, across chunk boundaries too.
+    assert _read_points(online_store, [3, 4]) == [3, 4]
+
+
+def test_rejected_writes_name_the_entity_and_leak_no_connection(
+    online_store: OnlineStore, request: pytest.FixtureRequest
+) -> None:
+    client = _client(request)
+    writer = OnlineWriter(online_store.transport, online_store.project, chunk_rows=50)
+    key = writer._plan(SCORE).keys.encode_one({"user_id": 5, "experience_id": 9})
+    client.set(key, b"not a hash")
+    users = list(range(300))
+    before = _connections(request)
+    for _ in range(20):
+        with pytest.raises(
+            OnlineStoreError, match=r"'score' for user_id=5, experience_id=9.*WRONGTYPE"
+        ):
+            writer.write(SCORE, _points(users, users, [T0] * len(users)))
+    assert _connections(request) <= before + 4
+
+
+def _connections(request: pytest.FixtureRequest) -> int:
+    client = _client(request)
+    if isinstance(client, redis.RedisCluster):
+        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]
+    else:
+        nodes = [client]
+    return sum(int(n.info("clients")["connected_clients"]) for n in nodes)

@@ -1,7 +1,8 @@
 """The ``frost`` command line.
 
 Exit codes: 0 success, 2 bad input (flags, config, definitions, data), 1 any other failure.
-Errors go to stderr, one line per problem, prefixed ``frost: error:``.
+Errors go to stderr prefixed ``frost: error:``: one line, or one line per problem when
+``frost apply`` finds several bad contract tags. ``FROST_DEBUG=1`` adds tracebacks and logs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from frost.cli import _commands
-from frost.errors import ContractError, FrostError
+from frost.errors import ContractError, FrostError, ServiceStartError
 
 __all__ = ["main"]
 
@@ -49,8 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"frost: error: invalid feature contract: {issue}", file=sys.stderr)
         return exc.exit_code
     except FrostError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"frost: error: {line}", file=sys.stderr)
+        print(f"frost: error: {exc}", file=sys.stderr)
+        if os.environ.get("FROST_DEBUG") and isinstance(exc, ServiceStartError):
+            print(exc.details, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("frost: interrupted", file=sys.stderr)

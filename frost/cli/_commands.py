@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frost.cli._format import format_age, format_table, format_value
+from frost._format import format_age, format_table, format_value
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
 

@@ -141,13 +141,10 @@ def encode_event_times(micros: npt.NDArray[np.int64]) -> tuple[Segments, Segment
     seconds = np.floor_divide(micros, 1_000_000)
     nanos = (micros - seconds * 1_000_000) * 1000
     rows = micros.shape[0]
-    has_nanos = nanos != 0
-    nanos_part = concat([b"\x10", varint(nanos.astype(np.uint64))], rows)
-    nanos_part = Segments(
-        nanos_part.data[np.repeat(has_nanos, nanos_part.lengths)],
-        np.where(has_nanos, nanos_part.lengths, 0),
-    )
-    serialized = concat([b"\x08", signed_varint(seconds), nanos_part], rows)
+    # proto3 leaves out fields equal to zero (seconds == 0 in the epoch's first second too).
+    seconds_part = concat([b"\x08", signed_varint(seconds)], rows).keep(seconds != 0)
+    nanos_part = concat([b"\x10", varint(nanos.astype(np.uint64))], rows).keep(nanos != 0)
+    serialized = concat([seconds_part, nanos_part], rows)
     return serialized, _signed_decimal(seconds), _signed_decimal(nanos)
 
 

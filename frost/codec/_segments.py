@@ -53,6 +53,10 @@ class Segments:
         lengths = self.lengths[rows]
         return Segments(_gather(self.data, starts, lengths), lengths)
 
+    def keep(self, mask: npt.NDArray[np.bool_]) -> Segments:
+        """The same rows, with those where ``mask`` is False made empty."""
+        return Segments(self.data[np.repeat(mask, self.lengths)], np.where(mask, self.lengths, 0))
+
     @classmethod
     def from_fixed(cls, matrix: U8) -> Segments:
         """Rows of equal width from a 2-D ``uint8`` array (one row per string)."""

@@ -68,13 +68,16 @@ def normalize(column: pa.Array | pa.ChunkedArray, type_: FeatureType, where: str
     return _normalize_scalar(array, type_.scalar, where)
 
 
-def _normalize_scalar(array: pa.Array, scalar: Scalar, where: str) -> pa.Array:
+def _normalize_scalar(
+    array: pa.Array, scalar: Scalar, where: str, nan_is_null: bool = True
+) -> pa.Array:
     source = array.type
     if scalar == Scalar.UNIX_TIMESTAMP and pa.types.is_timestamp(source):
         # Floor to whole seconds, as Feast does with datetime64[s].
         micros = pc.cast(array, pa.timestamp("us", tz=source.tz), safe=False).cast(pa.int64())
-        seconds = np.floor_divide(micros.to_numpy(zero_copy_only=False), 1_000_000)
-        return pa.array(seconds, type=pa.int64(), mask=micros.is_null().to_numpy(False))
+        filled = np.asarray(micros.fill_null(0).to_numpy(), dtype=np.int64)
+        nulls = micros.is_null().to_numpy(zero_copy_only=False) if micros.null_count else None
+        return pa.array(np.floor_divide(filled, 1_000_000), type=pa.int64(), mask=nulls)
     target = FeatureType(scalar).arrow_type
     if scalar in (Scalar.STRING, Scalar.BYTES):
         ok = (pa.types.is_string(source) or pa.types.is_large_string(source)) or (
@@ -97,7 +100,7 @@ def _normalize_scalar(array: pa.Array, scalar: Scalar, where: str) -> pa.Array:
         raise SchemaMismatch(
             f"{where}: cannot store {source} values as {FeatureType(scalar)}: {exc}"
         ) from exc
-    if scalar in _FIXED_WIDTH:
+    if nan_is_null and scalar in _FIXED_WIDTH:
         result = _nan_to_null(result)
     return result
 
@@ -108,24 +111,15 @@ def _normalize_list(array: pa.Array, type_: FeatureType, where: str) -> pa.Array
         return pa.nulls(len(array), type_.arrow_type)
     if not (pa.types.is_list(source) or pa.types.is_large_list(source)):
         raise SchemaMismatch(f"{where}: expected {type_} values (a list), got {source}")
-    if array.offset or pa.types.is_large_list(source):
-        array = pa.ListArray.from_arrays(
-            pc.cast(array.offsets, pa.int32()),
-            array.values,
-            mask=array.is_null() if array.null_count else None,
-        )
-    values = array.values[array.offsets[0].as_py() : array.offsets[-1].as_py()]
+    # Rebuild from zero-based int32 offsets: handles slices, large lists and null masks.
+    offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = array.values[int(offsets[0]) : int(offsets[-1])]
     if values.null_count:
         raise SchemaMismatch(f"{where}: lists may not contain null elements")
     # NaN stays NaN inside lists: a repeated field has no null, and Feast keeps it too.
-    element = (
-        _normalize_scalar(values, type_.scalar, where)
-        if type_.scalar not in _FIXED_WIDTH
-        else pc.cast(values, FeatureType(type_.scalar).arrow_type)
-    )
-    offsets = pc.subtract(array.offsets, array.offsets[0])
-    mask = array.is_null() if array.null_count else None
-    return pa.ListArray.from_arrays(offsets, element, mask=mask)
+    element = _normalize_scalar(values, type_.scalar, where, nan_is_null=False)
+    mask = pa.array(array.is_null().to_numpy(zero_copy_only=False)) if array.null_count else None
+    return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), element, mask=mask)
 
 
 def _nan_to_null(array: pa.Array) -> pa.Array:
@@ -186,12 +180,8 @@ def _encode_lists(array: pa.Array, type_: FeatureType) -> Segments:
     else:
         payload = group(_scalar_payloads(values, scalar), offsets)
         # An empty packed field is omitted entirely, as protobuf does.
-        has_items = payload.lengths > 0
-        inner_prefix = concat([b"\x0a", varint(payload.lengths.astype(np.uint64))], rows)
-        inner_prefix = Segments(
-            inner_prefix.data[np.repeat(has_items, inner_prefix.lengths)],
-            np.where(has_items, inner_prefix.lengths, 0),
-        )
+        length = varint(payload.lengths.astype(np.uint64))
+        inner_prefix = concat([b"\x0a", length], rows).keep(payload.lengths > 0)
         inner = concat([inner_prefix, payload], rows)
     return concat([value_tag(type_), varint(inner.lengths.astype(np.uint64)), inner], rows)
 

@@ -15,12 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import redis.exceptions as rexc
 
-from frost.codec import EntityKeyEncoder, concat, decode_column, field_hash, timestamp_field
+from frost.codec import (
+    EntityKeyEncoder,
+    Segments,
+    concat,
+    decode_column,
+    field_hash,
+    timestamp_field,
+)
 from frost.errors import OnlineStoreError, SchemaMismatch
 from frost.online._resp import Part, bulk, bulk_rows, command_header
-from frost.online._transport import Pending, RedisTransport
+from frost.online._transport import ErrorReply, Pending, RedisTransport
 from frost.schema import ViewSchema
 
 
@@ -55,19 +61,28 @@ class ViewRows:
 
     def values(self, feature: str) -> list[Any]:
         """Decoded Python values (``None`` when missing or null)."""
-        return decode_column(self.raw[feature], self.view.feature(feature).type)
+        return self.column(feature)[0]
 
     def statuses(self, feature: str) -> list[FieldStatus]:
-        """PRESENT, NULL_VALUE or NOT_FOUND per row (freshness and contracts come later)."""
-        out = []
-        for stamp, raw in zip(self.event_seconds, self.raw[feature], strict=True):
-            if stamp is None or raw is None:
-                out.append(FieldStatus.NOT_FOUND)
-            elif raw == b"":
-                out.append(FieldStatus.NULL_VALUE)
+        return self.column(feature)[1]
+
+    def column(self, feature: str) -> tuple[list[Any], list[FieldStatus]]:
+        """Decoded values and, per row, PRESENT, NULL_VALUE or NOT_FOUND.
+
+        A stored value that decodes to nothing (Feast writes ``INT64_MIN`` seconds for a
+        null timestamp) is NULL_VALUE. Freshness and contracts are judged by the caller.
+        """
+        raw = self.raw[feature]
+        values = decode_column(raw, self.view.feature(feature).type)
+        statuses = []
+        for stamp, stored, value in zip(self.event_seconds, raw, values, strict=True):
+            if stamp is None or stored is None:
+                statuses.append(FieldStatus.NOT_FOUND)
+            elif value is None:
+                statuses.append(FieldStatus.NULL_VALUE)
             else:
-                out.append(FieldStatus.PRESENT)
-        return out
+                statuses.append(FieldStatus.PRESENT)
+        return values, statuses
 
 
 @dataclass(frozen=True)
@@ -107,20 +122,28 @@ class OnlineReader:
         """
         groups = self._plan(request)
         columns = _entity_columns(entities)
-        sent: list[tuple[_Group, Pending]] = []
-        for group in groups:
-            keys = group.keys.encode(_select(columns, group.keys.names))
-            parts: list[Part] = [group.header, *bulk_rows(keys), group.fields_arg]
-            commands = concat(parts, len(keys))
-            sent.append((group, self._transport.submit(keys, commands)))
+        sent: list[tuple[_Group, Segments, Pending]] = []
+        try:
+            for group in groups:
+                keys = group.keys.encode(_select(columns, group.keys.names))
+                parts: list[Part] = [group.header, *bulk_rows(keys), group.fields_arg]
+                commands = concat(parts, len(keys))
+                sent.append((group, keys, self._transport.submit(keys, commands)))
+            replies = [pending.collect() for _, _, pending in sent]
+        finally:
+            for _, _, pending in sent:
+                pending.abandon()  # no-op for collected pipelines
         result: dict[str, ViewRows] = {}
-        for group, pending in sent:
-            replies = pending.collect()
-            for reply in replies:
-                if isinstance(reply, rexc.ResponseError):
-                    raise OnlineStoreError(f"Redis rejected a feature read: {reply}")
+        for (group, _, _), group_replies in zip(sent, replies, strict=True):
+            for row, reply in enumerate(group_replies):
+                if isinstance(reply, ErrorReply):
+                    names = ", ".join(slot.view.name for slot in group.slots)
+                    entity = ", ".join(f"{n}={columns[n][row]}" for n in group.keys.names)
+                    raise OnlineStoreError(
+                        f"Redis rejected the read of {names} for {entity}: {reply}"
+                    )
             for slot in group.slots:
-                result[slot.view.name] = _unpack(slot, replies)
+                result[slot.view.name] = _unpack(slot, group_replies)
         return result
 
     def _plan(self, request: Sequence[tuple[ViewSchema, Sequence[str]]]) -> list[_Group]:

@@ -2,9 +2,13 @@
 
 The store builds whole pipelines of RESP commands as byte buffers (see ``frost.codec``); a
 transport sends them and returns one reply per command, in order. redis-py supplies the
-connections (auth, TLS, pools, cluster topology); its errors are translated here into
-``frost.errors``. Error replies are returned in the list, as exception objects, so one bad
-command never hides the replies of the others.
+connections (auth, TLS, pools, cluster topology); its exceptions are translated here into
+``frost.errors`` and its error replies into ``ErrorReply``, so nothing of redis-py leaks past
+this module. Error replies are returned in the list, so one bad command never hides the
+replies of the others.
+
+Every submitted pipeline holds a pooled connection until it is collected or abandoned;
+callers abandon what they will not collect (after a failure), so no connection leaks.
 """
 
 from __future__ import annotations
@@ -13,28 +17,49 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import redis
 import redis.exceptions as rexc
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from frost.codec import Segments
-from frost.errors import ConfigError, OnlineStoreError, OnlineStoreUnavailable
+from frost.errors import ConfigError, FrostError, OnlineStoreError, OnlineStoreUnavailable
 from frost.online._config import RedisStoreConfig
 
-Reply = Any
-_CONNECTION_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
-_REDIRECT_ATTEMPTS = 5
+Rows = npt.NDArray[np.int64]
+_UNREACHABLE = (rexc.ConnectionError, rexc.TimeoutError, OSError, rexc.RedisClusterException)
+_ATTEMPTS = 5
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """An error reply to one command: its code (``NOSCRIPT``, ``MOVED``, ``ERR``...) and text."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}".strip()
+
+
+Reply = Any  # bytes | int | list | None | ErrorReply
 
 
 class Pending(ABC):
-    """Replies of a submitted pipeline; ``collect`` blocks until all have arrived."""
+    """Replies of a submitted pipeline: ``collect`` them, or ``abandon`` the pipeline."""
 
     @abstractmethod
     def collect(self) -> list[Reply]: ...
+
+    @abstractmethod
+    def abandon(self) -> None:
+        """Give up on the replies: close the connection(s) and return them to the pool."""
 
 
 class RedisTransport(ABC):
@@ -69,30 +94,21 @@ def connect(config: RedisStoreConfig) -> RedisTransport:
     options = dict(config.params)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("socket_timeout", 30.0)
+    skip_coverage = options.pop("skip_full_coverage_check", None)
     if config.is_cluster:
-        options.pop("db", None)
-        options.setdefault("skip_full_coverage_check", False)
-        try:
-            cluster = RedisCluster(
-                startup_nodes=[ClusterNode(n.host, n.port) for n in config.nodes],
-                **options,
+        if options.pop("db", 0) != 0:
+            raise ConfigError(
+                "feature_store.yaml, online_store.connection_string: a Redis Cluster has only "
+                "database 0; remove db="
             )
-        except rexc.RedisError as exc:
-            raise OnlineStoreUnavailable(
-                f"Redis Cluster at {_nodes(config)} is unreachable: {exc}"
-            ) from exc
+        if skip_coverage is not None:
+            options["require_full_coverage"] = not skip_coverage
+        nodes = [ClusterNode(n.host, n.port) for n in config.nodes]
+        with _translated(config.describe()):
+            cluster = RedisCluster(startup_nodes=nodes, **options)
         return ClusterTransport(cluster)
     node = config.nodes[0]
-    options.pop("skip_full_coverage_check", None)
     return StandaloneTransport(redis.Redis(host=node.host, port=node.port, **options))
-
-
-def _nodes(config: RedisStoreConfig) -> str:
-    return ",".join(str(n) for n in config.nodes)
-
-
-# ---------------------------------------------------------------------------------------------
-# One connection: send a buffer, read n replies
 
 
 @contextmanager
@@ -101,54 +117,78 @@ def _translated(where: str) -> Iterator[None]:
         yield
     except rexc.AuthenticationError as exc:
         raise ConfigError(
-            f"Redis at {where} refused the credentials in feature_store.yaml "
-            f"(online_store.connection_string password/username): {exc}"
+            f"Redis at {where} did not accept the credentials of feature_store.yaml "
+            f"(password=/username= in online_store.connection_string): {exc}"
         ) from exc
-    except _CONNECTION_ERRORS as exc:
+    except _UNREACHABLE as exc:
         raise OnlineStoreUnavailable(f"Redis at {where} is unreachable: {exc}") from exc
     except rexc.RedisError as exc:
         raise OnlineStoreError(f"Redis at {where} failed: {exc}") from exc
 
 
+def _error_reply(exc: rexc.ResponseError) -> ErrorReply:
+    code = getattr(exc, "status_code", None)
+    text = str(exc)
+    if code is None:
+        code, _, text = text.partition(" ")
+    return ErrorReply(str(code), text)
+
+
+# ---------------------------------------------------------------------------------------------
+# One connection: send a buffer, read n replies
+
+
 class _PendingOnConnection(Pending):
     def __init__(self, pool: redis.ConnectionPool, conn: Any, count: int, where: str) -> None:
-        self._pool, self._conn, self._count, self._where = pool, conn, count, where
+        self._pool, self._conn, self._count, self.where = pool, conn, count, where
+        self._open = True
 
     def collect(self) -> list[Reply]:
         replies: list[Reply] = []
         read = self._conn.read_response
         try:
-            with _translated(self._where):
+            with _translated(self.where):
                 for _ in range(self._count):
                     try:
                         replies.append(read(disable_decoding=True))
                     except rexc.ResponseError as exc:
-                        replies.append(exc)
+                        replies.append(_error_reply(exc))
         except BaseException:
-            # Replies may be left unread on the socket: the connection cannot be reused.
-            self._conn.disconnect()
+            self.abandon()  # replies may be left on the socket: it cannot be reused
             raise
-        finally:
-            self._pool.release(self._conn)
+        self._release()
         return replies
+
+    def abandon(self) -> None:
+        if self._open:
+            self._conn.disconnect()
+            self._release()
+
+    def _release(self) -> None:
+        if self._open:
+            self._open = False
+            self._pool.release(self._conn)
 
 
 def _send(pool: redis.ConnectionPool, buffer: Any, count: int, where: str) -> Pending:
     with _translated(where):
         conn = pool.get_connection()
+    pending = _PendingOnConnection(pool, conn, count, where)
     try:
         with _translated(where):
             conn.send_packed_command([buffer], check_health=False)
     except BaseException:
-        conn.disconnect()
-        pool.release(conn)
+        pending.abandon()
         raise
-    return _PendingOnConnection(pool, conn, count, where)
+    return pending
 
 
 class _NoReplies(Pending):
     def collect(self) -> list[Reply]:
         return []
+
+    def abandon(self) -> None:
+        pass
 
 
 class StandaloneTransport(RedisTransport):
@@ -166,7 +206,8 @@ class StandaloneTransport(RedisTransport):
     def submit(self, keys: Segments, commands: Segments) -> Pending:
         if len(commands) == 0:
             return _NoReplies()
-        return _send(self._client.connection_pool, commands.data.data, len(commands), self._where)
+        pool = self._client.connection_pool
+        return _send(pool, commands.data.data, len(commands), self._where)
 
     def load_script(self, source: bytes) -> str:
         with _translated(self._where):
@@ -181,15 +222,15 @@ class StandaloneTransport(RedisTransport):
 
 
 # ---------------------------------------------------------------------------------------------
-# Redis Cluster: split by slot owner, follow redirects
+# Redis Cluster: split by slot owner, follow redirects and failovers
 
 
 class ClusterTransport(RedisTransport):
     """A Redis Cluster: each command goes to the primary owning its key's slot.
 
-    MOVED and ASK replies (resharding, failover) are followed: the topology is refreshed and
-    the redirected commands are sent again. Frost's commands are idempotent (newer-wins
-    writes, reads), so a resend is safe.
+    MOVED and ASK replies (resharding) and unreachable primaries (failover) are followed:
+    the topology is refreshed and the affected commands are sent again. Frost's commands
+    are idempotent (newer-wins writes, reads), so a resend is safe.
     """
 
     def __init__(self, cluster: RedisCluster) -> None:
@@ -209,7 +250,7 @@ class ClusterTransport(RedisTransport):
 
     def load_script(self, source: bytes) -> str:
         sha: str | None = None
-        for node in self._primaries():
+        for node in self.primaries():
             with _translated(node.name):
                 sha = cast(str, node.redis_connection.script_load(source))
         if sha is None:
@@ -217,32 +258,31 @@ class ClusterTransport(RedisTransport):
         return sha
 
     def ping(self) -> None:
-        for node in self._primaries():
+        for node in self.primaries():
             with _translated(node.name):
                 node.redis_connection.ping()
 
     def close(self) -> None:
         self._cluster.close()
 
-    # -- used by _ClusterPending ------------------------------------------------------------
-
-    def _primaries(self) -> list[ClusterNode]:
+    def primaries(self) -> list[ClusterNode]:
         with _translated("cluster"):
             return list(self._cluster.get_primaries())
 
-    def owner(self, slot: int) -> ClusterNode:
+    def owners(self, slots: Rows) -> dict[int, ClusterNode]:
+        """The primary of each distinct slot, from the cached topology."""
+        manager = self._cluster.nodes_manager
         with _translated("cluster"):
-            return self._cluster.nodes_manager.get_node_from_slot(slot)
+            return {int(s): manager.get_node_from_slot(int(s)) for s in np.unique(slots)}
 
-    def node(self, address: str) -> ClusterNode:
-        host, _, port = address.rpartition(":")
-        with _translated(address):
-            found = self._cluster.get_node(host=host, port=int(port))
+    def node(self, host: str, port: int) -> ClusterNode:
+        with _translated(f"{host}:{port}"):
+            found = self._cluster.get_node(host=host, port=port)
             if found is None:
                 self._cluster.nodes_manager.initialize()
-                found = self._cluster.get_node(host=host, port=int(port))
+                found = self._cluster.get_node(host=host, port=port)
         if found is None:
-            raise OnlineStoreUnavailable(f"Redis Cluster node {address} is not known")
+            raise OnlineStoreUnavailable(f"Redis Cluster node {host}:{port} is not known")
         return cast(ClusterNode, found)
 
     def refresh(self) -> None:
@@ -250,72 +290,108 @@ class ClusterTransport(RedisTransport):
             self._cluster.nodes_manager.initialize()
 
 
+_Batch = tuple[Rows, Pending]
+
+
 class _ClusterPending(Pending):
-    def __init__(
-        self,
-        transport: ClusterTransport,
-        commands: Segments,
-        slots: np.ndarray[Any, np.dtype[np.int64]],
-    ) -> None:
+    def __init__(self, transport: ClusterTransport, commands: Segments, slots: Rows) -> None:
         self._transport = transport
         self._commands = commands
         self._slots = slots
-        self._batches = self._send_by_owner(np.arange(len(commands), dtype=np.int64))
+        self._batches: list[_Batch] = []
+        self._unsent: list[int] = []
+        self._last_error: FrostError | None = None
+        try:
+            self._send_by_owner(np.arange(len(commands), dtype=np.int64))
+        except BaseException:
+            self.abandon()
+            raise
 
-    def _send_by_owner(
-        self, rows: np.ndarray[Any, np.dtype[np.int64]]
-    ) -> list[tuple[np.ndarray[Any, np.dtype[np.int64]], Pending]]:
-        owners: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for row in rows.tolist():
-            node = self._transport.owner(int(self._slots[row]))
-            owners.setdefault(node.name, (node, []))[1].append(row)
-        return [self._send_to(node, np.asarray(r, dtype=np.int64)) for node, r in owners.values()]
+    def _send_by_owner(self, rows: Rows) -> None:
+        """Send rows to their slots' primaries; rows whose node is unreachable wait."""
+        owners = self._transport.owners(self._slots[rows])
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for row, slot in zip(rows.tolist(), self._slots[rows].tolist(), strict=True):
+            node = owners[slot]
+            by_node.setdefault(node.name, (node, []))[1].append(row)
+        for node, node_rows in by_node.values():
+            self._send_to(node, np.asarray(node_rows, dtype=np.int64))
 
-    def _send_to(
-        self, node: ClusterNode, rows: np.ndarray[Any, np.dtype[np.int64]], asking: bool = False
-    ) -> tuple[np.ndarray[Any, np.dtype[np.int64]], Pending]:
+    def _send_to(self, node: ClusterNode, rows: Rows, asking: bool = False) -> None:
         chosen = self._commands.take(rows)
-        if not asking:
-            buffer: Any = chosen.data.data
-            return rows, _send(node.redis_connection.connection_pool, buffer, len(rows), node.name)
-        # ASK: each command must follow an ASKING on the same connection.
-        asking_cmd = b"*1\r\n$6\r\nASKING\r\n"
-        packed = b"".join(asking_cmd + c for c in chosen.to_list())
-        pending = _send(node.redis_connection.connection_pool, packed, 2 * len(rows), node.name)
-        return rows, _EverySecond(pending)
+        pool = node.redis_connection.connection_pool
+        try:
+            if asking:
+                # ASK: each command must follow an ASKING on the same connection.
+                packed = b"".join(_ASKING + c for c in chosen.to_list())
+                pending: Pending = _EverySecond(_send(pool, packed, 2 * len(rows), node.name))
+            else:
+                pending = _send(pool, chosen.data.data, len(rows), node.name)
+        except OnlineStoreUnavailable as exc:
+            self._last_error = exc
+            self._unsent += rows.tolist()
+            return
+        except BaseException:
+            self.abandon()
+            raise
+        self._batches.append((rows, pending))
 
     def collect(self) -> list[Reply]:
         replies: list[Reply] = [None] * len(self._commands)
-        batches = self._batches
-        for attempt in range(_REDIRECT_ATTEMPTS + 1):
-            moved: list[int] = []
-            asked: dict[str, list[int]] = {}
-            for rows, got in _collect_all(batches):
-                for row, reply in zip(rows.tolist(), got, strict=True):
-                    replies[row] = reply
-                    if isinstance(
-                        reply, rexc.MovedError | rexc.TryAgainError | rexc.ClusterDownError
-                    ):
-                        moved.append(row)
-                    elif isinstance(reply, rexc.AskError):
-                        host, port = reply.node_addr
-                        asked.setdefault(f"{host}:{port}", []).append(row)
-            if not moved and not asked:
-                return replies
-            if attempt == _REDIRECT_ATTEMPTS:
-                break
-            if moved:
+        try:
+            for attempt in range(_ATTEMPTS + 1):
+                moved, asked = self._collect_round(replies)
+                if not moved and not asked:
+                    return replies
+                if attempt == _ATTEMPTS:
+                    break
                 time.sleep(0.05 * attempt)
                 self._transport.refresh()
-            batches = self._send_by_owner(np.asarray(sorted(moved), dtype=np.int64))
-            for address, asked_rows in asked.items():
-                node = self._transport.node(address)
-                batches.append(self._send_to(node, np.asarray(asked_rows, np.int64), asking=True))
-        failed = sum(1 for r in replies if isinstance(r, rexc.ResponseError))
+                if moved:
+                    self._send_by_owner(np.asarray(sorted(moved), dtype=np.int64))
+                for (host, port), rows in asked.items():
+                    node = self._transport.node(host, port)
+                    self._send_to(node, np.asarray(rows, np.int64), asking=True)
+        finally:
+            self.abandon()
+        detail = f": {self._last_error}" if self._last_error else ""
         raise OnlineStoreUnavailable(
-            f"Redis Cluster kept redirecting {failed} command(s) after "
-            f"{_REDIRECT_ATTEMPTS} topology refreshes; is the cluster resharding or down?"
+            f"Redis Cluster did not settle after {_ATTEMPTS} topology refreshes "
+            f"(resharding, failover or nodes down){detail}"
         )
+
+    def _collect_round(
+        self, replies: list[Reply]
+    ) -> tuple[list[int], dict[tuple[str, int], list[int]]]:
+        """Collect every batch sent so far; return rows to resend, and ASK targets."""
+        moved, self._unsent = self._unsent, []
+        asked: dict[tuple[str, int], list[int]] = {}
+        batches, self._batches = self._batches, []
+        for index, (rows, pending) in enumerate(batches):
+            try:
+                got = pending.collect()
+            except OnlineStoreUnavailable as exc:
+                self._last_error = exc
+                moved += rows.tolist()  # a failover may have moved the slots: resend
+                continue
+            except BaseException:
+                for _, rest in batches[index + 1 :]:
+                    rest.abandon()
+                raise
+            for row, reply in zip(rows.tolist(), got, strict=True):
+                replies[row] = reply
+                if isinstance(reply, ErrorReply):
+                    if reply.code in ("MOVED", "TRYAGAIN", "CLUSTERDOWN"):
+                        moved.append(row)
+                    elif reply.code == "ASK":
+                        host, _, port = reply.message.split()[-1].rpartition(":")
+                        asked.setdefault((host, int(port)), []).append(row)
+        return moved, asked
+
+    def abandon(self) -> None:
+        batches, self._batches = self._batches, []
+        for _, pending in batches:
+            pending.abandon()
 
 
 class _EverySecond(Pending):
@@ -327,18 +403,5 @@ class _EverySecond(Pending):
     def collect(self) -> list[Reply]:
         return self._inner.collect()[1::2]
 
-
-def _collect_all(
-    batches: list[tuple[np.ndarray[Any, np.dtype[np.int64]], Pending]],
-) -> list[tuple[np.ndarray[Any, np.dtype[np.int64]], list[Reply]]]:
-    """Collect every batch, even after one fails, so no connection is left unreleased."""
-    results: list[tuple[np.ndarray[Any, np.dtype[np.int64]], list[Reply]]] = []
-    failure: OnlineStoreError | None = None
-    for rows, pending in batches:
-        try:
-            results.append((rows, pending.collect()))
-        except OnlineStoreError as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-    return results
+    def abandon(self) -> None:
+        self._inner.abandon()

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import redis.exceptions as rexc
 
 from frost.codec import (
     EntityKeyEncoder,
@@ -34,7 +33,7 @@ from frost.codec import (
 )
 from frost.errors import OnlineStoreError, SchemaMismatch
 from frost.online._resp import Part, bulk, bulk_rows, command_header
-from frost.online._transport import Pending, RedisTransport
+from frost.online._transport import ErrorReply, Pending, RedisTransport
 from frost.schema import ViewSchema
 
 DEFAULT_CHUNK_ROWS = 4096
@@ -49,6 +48,7 @@ class WriteStats:
     rows: int = 0
     written: int = 0
     skipped_older: int = 0
+    superseded: int = 0
     seconds: float = 0.0
 
     @property
@@ -58,12 +58,23 @@ class WriteStats:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A table checked and normalized for one view: ready to slice into chunks."""
+    """A table checked, normalized and reduced to one row per entity: ready to chunk."""
 
     keys: dict[str, pa.Array]
     features: list[pa.Array]
     event_micros: Any
     rows: int
+
+    def describe_row(self, row: int) -> str:
+        return ", ".join(f"{name}={column[row].as_py()}" for name, column in self.keys.items())
+
+
+@dataclass(frozen=True)
+class _Sent:
+    start: int
+    keys: Segments
+    commands: Segments
+    pending: Pending
 
 
 @dataclass
@@ -101,22 +112,28 @@ class OnlineWriter:
     ) -> WriteStats:
         """Write every row of ``table``; return how many were written or skipped as older.
 
-        Several rows of one entity may appear; the one with the latest event time wins,
-        and of equal times the last one.
+        Several rows of one entity may appear: only the one with the latest event time is
+        sent (of equal times, the last in the table); the others count as ``superseded``.
         """
         started = time.perf_counter()
         prepared = _prepare(view, table, event_time_column)
         plan = self._plan(view)
-        stats = WriteStats(view=view.name, rows=prepared.rows)
-        in_flight: deque[tuple[Segments, Segments, Pending]] = deque()
-        for start in range(0, prepared.rows, self._chunk_rows):
-            stop = min(start + self._chunk_rows, prepared.rows)
-            keys, commands = self._build(plan, prepared, start, stop)
-            in_flight.append((keys, commands, self._transport.submit(keys, commands)))
-            if len(in_flight) > 1:
-                self._settle(in_flight.popleft(), stats)
-        while in_flight:
-            self._settle(in_flight.popleft(), stats)
+        stats = WriteStats(view=view.name, rows=table.num_rows)
+        stats.superseded = table.num_rows - prepared.rows
+        in_flight: deque[_Sent] = deque()
+        try:
+            for start in range(0, prepared.rows, self._chunk_rows):
+                stop = min(start + self._chunk_rows, prepared.rows)
+                keys, commands = self._build(plan, prepared, start, stop)
+                pending = self._transport.submit(keys, commands)
+                in_flight.append(_Sent(start, keys, commands, pending))
+                if len(in_flight) > 1:
+                    self._settle(in_flight.popleft(), prepared, stats)
+            while in_flight:
+                self._settle(in_flight.popleft(), prepared, stats)
+        finally:
+            for sent in in_flight:
+                sent.pending.abandon()
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -160,9 +177,8 @@ class OnlineWriter:
 
     # -- replies ----------------------------------------------------------------------------
 
-    def _settle(self, sent: tuple[Segments, Segments, Pending], stats: WriteStats) -> None:
-        keys, commands, pending = sent
-        replies = pending.collect()
+    def _settle(self, sent: _Sent, prepared: _Prepared, stats: WriteStats) -> None:
+        replies = sent.pending.collect()
         for _ in range(3):
             lost = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
             if not lost:
@@ -171,13 +187,14 @@ class OnlineWriter:
             # on the source, so loading it again makes the same commands valid: resend them.
             self._transport.load_script(_SCRIPT)
             rows = np.asarray(lost, dtype=np.int64)
-            again = self._transport.execute(keys.take(rows), commands.take(rows))
+            again = self._transport.execute(sent.keys.take(rows), sent.commands.take(rows))
             for index, reply in zip(lost, again, strict=True):
                 replies[index] = reply
-        for reply in replies:
-            if isinstance(reply, rexc.ResponseError):
+        for index, reply in enumerate(replies):
+            if isinstance(reply, ErrorReply):
+                entity = prepared.describe_row(sent.start + index)
                 raise OnlineStoreError(
-                    f"Redis rejected a write to feature view '{stats.view}': {reply}"
+                    f"Redis rejected the write of feature view '{stats.view}' for {entity}: {reply}"
                 )
             if reply == 1:
                 stats.written += 1
@@ -186,7 +203,7 @@ class OnlineWriter:
 
 
 def _is_noscript(reply: Any) -> bool:
-    return isinstance(reply, rexc.NoScriptError)
+    return isinstance(reply, ErrorReply) and reply.code == "NOSCRIPT"
 
 
 def _prepare(view: ViewSchema, table: pa.Table, event_time_column: str) -> _Prepared:
@@ -215,4 +232,32 @@ def _prepare(view: ViewSchema, table: pa.Table, event_time_column: str) -> _Prep
         table.column(event_time_column),
         f"feature view '{view.name}', event time column '{event_time_column}'",
     )
-    return _Prepared(keys=keys, features=features, event_micros=micros, rows=table.num_rows)
+    latest = _latest_per_entity(keys, micros)
+    if latest is not None:
+        keys = {name: column.take(latest) for name, column in keys.items()}
+        features = [column.take(latest) for column in features]
+        micros = micros[latest]
+    return _Prepared(keys=keys, features=features, event_micros=micros, rows=len(micros))
+
+
+def _latest_per_entity(keys: dict[str, pa.Array], micros: Any) -> Any:
+    """Row numbers of the last row with the latest event time per entity, in table order;
+    ``None`` when every entity appears once (the common case, checked by hashing)."""
+    rows = len(micros)
+    frame = pa.table({**keys, "__row": pa.array(np.arange(rows, dtype=np.int64))})
+    groups = frame.group_by(list(keys)).aggregate([("__row", "count")])
+    if groups.num_rows == rows:
+        return None
+    frame = frame.append_column("__time", pa.array(micros))
+    order = [(name, "ascending") for name in keys] + [
+        ("__time", "ascending"),
+        ("__row", "ascending"),
+    ]
+    ordered = frame.sort_by(order)
+    last = np.zeros(rows, dtype=np.bool_)
+    last[-1] = True
+    for name in keys:
+        values = ordered.column(name).to_numpy(zero_copy_only=False)
+        last[:-1] |= values[1:] != values[:-1]
+    chosen = np.sort(ordered.column("__row").to_numpy()[last])
+    return pa.array(chosen)

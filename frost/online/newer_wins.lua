@@ -14,28 +14,36 @@
 -- Returns 1 when written, 0 when the stored event is newer. An equal event time is
 -- written again: replays are harmless, and the newest write of one instant wins.
 
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then
-  -- Decode the stored Timestamp: field 1 (seconds) and field 2 (nanos), both varints.
-  local seconds, nanos, i, size = 0, 0, 1, #stored
-  while i <= size do
-    local tag = string.byte(stored, i)
-    i = i + 1
-    local value, scale = 0, 1
-    while i <= size do
-      local b = string.byte(stored, i)
-      i = i + 1
-      value = value + (b % 128) * scale
-      if b < 128 then break end
+-- A protobuf varint at byte i of s: returns its value and the index after it. Negative
+-- int64s are ten-byte two's complement; summing those in Lua's doubles would round, so
+-- their complement (small for real dates) is summed instead, which is exact.
+local function varint(s, i)
+  local stop = i
+  while stop < #s and string.byte(s, stop) >= 128 do stop = stop + 1 end
+  local value, scale = 0, 1
+  if stop - i + 1 >= 10 then
+    for k = i, i + 8 do
+      value = value + (127 - string.byte(s, k) % 128) * scale
       scale = scale * 128
     end
-    if tag == 8 then
-      -- Negative seconds are ten-byte two's complement varints.
-      if value >= 9223372036854775808 then value = value - 18446744073709551616 end
-      seconds = value
-    elseif tag == 16 then
-      nanos = value
-    end
+    return -value - 1, stop + 1
+  end
+  for k = i, stop do
+    value = value + (string.byte(s, k) % 128) * scale
+    scale = scale * 128
+  end
+  return value, stop + 1
+end
+
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored then
+  -- The stored Timestamp: field 1 (seconds) and field 2 (nanos), both varints.
+  local seconds, nanos, i = 0, 0, 1
+  while i <= #stored do
+    local tag = string.byte(stored, i)
+    local value
+    value, i = varint(stored, i + 1)
+    if tag == 8 then seconds = value elseif tag == 16 then nanos = value end
   end
   local new_seconds, new_nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
   if seconds > new_seconds or (seconds == new_seconds and nanos > new_nanos) then
