@@ -12,6 +12,7 @@ and the gRPC status it maps to, so the CLI and the server translate errors in on
     │   └── UnknownObject           exit 2  NOT_FOUND           no such view, service, feature
     ├── OnlineStoreError            exit 1  INTERNAL            Redis answered with an error
     │   └── OnlineStoreUnavailable  exit 1  UNAVAILABLE         Redis could not be reached
+    ├── JobError                    exit 1  INTERNAL            a Spark job failed while running
     └── ServiceStartError           exit 1  UNAVAILABLE         a local service did not come up
 
 Third-party exceptions (redis, kafka, pyspark) are translated where Frost calls them, with
@@ -31,6 +32,7 @@ __all__ = [
     "ContractIssue",
     "DefinitionError",
     "FrostError",
+    "JobError",
     "OnlineStoreError",
     "OnlineStoreUnavailable",
     "SchemaMismatch",
@@ -108,6 +110,10 @@ class OnlineStoreUnavailable(OnlineStoreError):
     """The online store could not be reached (connection refused, reset or timed out)."""
 
     grpc_status = "UNAVAILABLE"
+
+
+class JobError(FrostError):
+    """A batch job failed while running (Spark could not start, a task failed)."""
 
 
 class ServiceStartError(FrostError):

@@ -22,6 +22,7 @@ from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_
 from frost.errors import ConfigError, ContractIssue, DefinitionError, FrostError, UnknownObject
 from frost.online import RedisStoreConfig
 from frost.schema import ViewSchema
+from frost.settings import FrostSettings, parse_settings
 
 __all__ = [
     "FeatureRepo",
@@ -35,8 +36,11 @@ FEATURE_STORE_YAML = "feature_store.yaml"
 
 
 def resolve_repo_path(path: str | os.PathLike[str] | None) -> Path:
-    """The repo directory: ``path``, else ``$FROST_REPO``, else ``./feature_repo``."""
-    chosen = Path(path or os.environ.get("FROST_REPO") or "feature_repo").resolve()
+    """The repo directory: ``path``, else ``$FROST_REPO``, else the current directory when it
+    holds a ``feature_store.yaml``, else ``./feature_repo``."""
+    here = Path.cwd()
+    fallback = here if (here / FEATURE_STORE_YAML).is_file() else here / "feature_repo"
+    chosen = Path(path or os.environ.get("FROST_REPO") or fallback).resolve()
     if not (chosen / FEATURE_STORE_YAML).is_file():
         raise ConfigError(
             f"{chosen} is not a Feast repo: no {FEATURE_STORE_YAML} there "
@@ -107,6 +111,12 @@ class FeatureRepo:
                 "field names; Frost does not support it yet, turn it off"
             )
         return RedisStoreConfig.from_feast(config.online_store)
+
+    @cached_property
+    def settings(self) -> FrostSettings:
+        """Frost's settings: the ``frost:`` section of ``feature_store.yaml``."""
+        extra = self.config.model_extra or {}
+        return parse_settings(extra.get("frost"), str(self.path / FEATURE_STORE_YAML))
 
     @cached_property
     def feature_store(self) -> Any:

@@ -7,6 +7,7 @@ cleans up) on ``stop()`` or when used as a context manager.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +29,9 @@ __all__ = [
     "LocalService",
     "RedisCluster",
     "RedisServer",
+    "SparkStandalone",
     "free_port",
+    "spark_home",
     "tansu_binary",
 ]
 
@@ -329,3 +333,83 @@ class KafkaBroker(LocalService):
     def resume(self) -> None:
         if self._process is not None:
             self._process.send_signal(signal.SIGCONT)
+
+
+def spark_home() -> Path:
+    """The Spark distribution inside the pyspark package (has bin/spark-class and jars/)."""
+    try:
+        import pyspark
+    except ImportError as exc:
+        raise ServiceStartError("pyspark is not installed (make setup installs it)") from exc
+    return Path(pyspark.__file__).parent
+
+
+class SparkStandalone(LocalService):
+    """A Spark standalone cluster: one master and one worker, from the pyspark install."""
+
+    def __init__(self, cores: int = 2, memory: str = "2g") -> None:
+        super().__init__("spark")
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.cores = cores
+        self.memory = memory
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{_LOOPBACK}:{self.port}"
+
+    def start(self) -> Self:
+        home = spark_home()
+        spark_class = str(home / "bin" / "spark-class")
+        env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": _LOOPBACK}
+        env["SPARK_LOG_DIR"] = env["SPARK_WORKER_DIR"] = str(self.workdir)
+        try:
+            _ensure_free(self.port, "spark master")
+            master = self._spawn_env(
+                [spark_class, "org.apache.spark.deploy.master.Master", "--host", _LOOPBACK,
+                 "--port", str(self.port), "--webui-port", str(self.ui_port)],
+                "master.log", env,
+            )  # fmt: skip
+            _wait_for_port(self.port, master, "spark master", timeout=60)
+            worker = self._spawn_env(
+                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", _LOOPBACK,
+                 "--cores", str(self.cores), "--memory", self.memory,
+                 "--webui-port", str(free_port()), "--work-dir", str(self.workdir / "work"),
+                 self.master_url],
+                "worker.log", env,
+            )  # fmt: skip
+            self._wait_for_worker(worker, timeout=60)
+        except ServiceStartError as exc:
+            details = "\n".join(filter(None, [exc.details, self.log_tail()]))
+            self.stop()
+            raise ServiceStartError(str(exc), details) from exc
+        return self
+
+    def _spawn_env(
+        self, args: Sequence[str], log_name: str, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        log = (self.workdir / log_name).open("wb")
+        process = subprocess.Popen(
+            list(args), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
+        )
+        log.close()
+        self._processes.append(process)
+        return process
+
+    def _wait_for_worker(self, worker: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{_LOOPBACK}:{self.ui_port}/json/"
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise ServiceStartError(f"spark worker exited with status {worker.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    state = json.load(response)
+                if int(state.get("aliveworkers", 0)) >= 1:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise ServiceStartError(
+            f"no spark worker registered with {self.master_url} in {timeout:.0f}s"
+        )

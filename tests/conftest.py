@@ -7,7 +7,9 @@ Spark session, or it fails.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -51,12 +53,17 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 def spark() -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
+    # Python workers must run this interpreter, the one with Frost installed.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
         SparkSession.builder.master("local[2]")
         .appName("frost-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", "ERROR")
         .getOrCreate()
     )
     yield session

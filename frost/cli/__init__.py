@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo",
         metavar="DIR",
         default=None,
-        help="Feast repo directory (default: $FROST_REPO, else ./feature_repo)",
+        help="Feast repo directory (default: $FROST_REPO, else . if it has a "
+        "feature_store.yaml, else ./feature_repo)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _commands.REGISTRY:

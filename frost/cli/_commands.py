@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
+from frost.cli import _batch
+from frost.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
 
@@ -130,11 +130,11 @@ def register_generate(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "generate-data", help="write the example repo's sample parquet files (deterministic)"
     )
-    parser.add_argument("--users", type=_positive_int, default=10_000)
-    parser.add_argument("--experiences", type=_positive_int, default=500)
-    parser.add_argument("--days", type=_positive_int, default=7, help="days of history")
+    parser.add_argument("--users", type=positive_int, default=10_000)
+    parser.add_argument("--experiences", type=positive_int, default=500)
+    parser.add_argument("--days", type=positive_int, default=7, help="days of history")
     parser.add_argument(
-        "--end", type=_timestamp, default=None, help="end of the history (ISO 8601, UTC)"
+        "--end", type=timestamp, default=None, help="end of the history (ISO 8601, UTC)"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="directory (default: REPO/data)")
@@ -313,7 +313,7 @@ def register_demo(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "demo", help="run the example end to end on a throwaway local Redis"
     )
-    parser.add_argument("--users", type=_positive_int, default=2_000)
+    parser.add_argument("--users", type=positive_int, default=2_000)
     parser.add_argument(
         "--workdir", type=Path, default=Path(".frost/demo"), help="where the demo's copy lives"
     )
@@ -327,36 +327,12 @@ def run_demo(args: argparse.Namespace) -> int:
     return run(source, args.workdir, users=args.users)
 
 
-# -- argument types -----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _timestamp(text: str) -> datetime:
-    if text == "now":
-        return datetime.fromtimestamp(int(time.time()), tz=UTC)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO 8601 time (e.g. 2026-11-01T00:00:00)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 REGISTRY: list[Callable[[Subparsers], None]] = [
     register_apply,
     register_describe,
     register_generate,
     register_write,
     register_get,
+    _batch.register,
     register_demo,
 ]

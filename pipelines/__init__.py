@@ -1,0 +1,1 @@
+"""Frost's jobs: batch materialization with Spark (``pipelines.batch``)."""
