@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_for_issues
 from frost.errors import ConfigError, ContractIssue, DefinitionError, FrostError, UnknownObject
 from frost.online import RedisStoreConfig
@@ -114,9 +116,19 @@ class FeatureRepo:
 
     @cached_property
     def settings(self) -> FrostSettings:
-        """Frost's settings: the ``frost:`` section of ``feature_store.yaml``."""
-        extra = self.config.model_extra or {}
-        return parse_settings(extra.get("frost"), str(self.path / FEATURE_STORE_YAML))
+        """Frost's settings: the ``frost:`` section of ``feature_store.yaml``.
+
+        Read straight from the file (environment variables expanded, as Feast does), so
+        that jobs can start Spark before Feast is even imported.
+        """
+        path = self.path / FEATURE_STORE_YAML
+        try:
+            raw = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {_first_line(exc)}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        return parse_settings(raw.get("frost"), str(path))
 
     @cached_property
     def feature_store(self) -> Any:

@@ -358,6 +358,11 @@ class SparkStandalone(LocalService):
     def master_url(self) -> str:
         return f"spark://{_LOOPBACK}:{self.port}"
 
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the worker daemon (its children are the executors)."""
+        return self._processes[1].pid if len(self._processes) > 1 else None
+
     def start(self) -> Self:
         home = spark_home()
         spark_class = str(home / "bin" / "spark-class")

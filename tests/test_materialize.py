@@ -348,3 +348,41 @@ def test_cli_bad_window_is_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "is not before" in err
+
+
+def test_latest_row_wins_with_created_time_tie_break_across_arrow_batches(
+    batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
+) -> None:
+    path = batch_repo.path / "data" / "user_profile.parquet"
+    table = pq.read_table(path)
+    user = FIRST_USER_ID + 7
+    time_type = table.schema.field("event_timestamp").type
+    extra = pa.concat_tables([table.filter(pc.equal(table["user_id"], user)).slice(0, 1)] * 5)
+    moment = END - timedelta(minutes=1)
+    created = [moment + timedelta(seconds=s) for s in (3, 1, 5, 2, 4)]
+    extra = extra.set_column(
+        extra.schema.get_field_index("level"), "level", pa.array([3, 1, 5, 2, 4], pa.int32())
+    )
+    extra = extra.set_column(
+        extra.schema.get_field_index("event_timestamp"),
+        "event_timestamp",
+        pa.array([moment] * 5, time_type),
+    )
+    extra = extra.set_column(
+        extra.schema.get_field_index("created_timestamp"),
+        "created_timestamp",
+        pa.array(created, time_type),
+    )
+    pq.write_table(pa.concat_tables([table, extra]), path)
+    previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")  # runs span batches
+    try:
+        report = materialize(batch_repo, START, END, views=["user_profile"], spark=spark)
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    totals = report.totals()["user_profile"]
+    assert totals.entities_written == 300
+    assert totals.rows_read == table.num_rows + 5
+    with OnlineStore.from_config(batch_repo.online_config, batch_repo.project) as store:
+        got = store.read([(batch_repo.view("user_profile"), ["level"])], {"user_id": [user]})
+    assert got["user_profile"].values("level") == [5]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -71,6 +72,7 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Sent:
+    prepared: _Prepared
     start: int
     keys: Segments
     commands: Segments
@@ -114,23 +116,38 @@ class OnlineWriter:
 
         Several rows of one entity may appear: only the one with the latest event time is
         sent (of equal times, the last in the table); the others count as ``superseded``.
+        The whole table is checked before its first row is sent.
         """
+        return self.write_stream(view, [table], event_time_column=event_time_column)
+
+    def write_stream(
+        self,
+        view: ViewSchema,
+        tables: Iterable[pa.Table],
+        *,
+        event_time_column: str = "event_timestamp",
+    ) -> WriteStats:
+        """Write a sequence of tables as one stream: Redis is kept busy across table
+        boundaries (a Spark task's Arrow batches, a consumer's micro-batches). Each table is
+        checked before its own rows are sent; later tables win over earlier ones."""
         started = time.perf_counter()
-        prepared = _prepare(view, table, event_time_column)
         plan = self._plan(view)
-        stats = WriteStats(view=view.name, rows=table.num_rows)
-        stats.superseded = table.num_rows - prepared.rows
+        stats = WriteStats(view=view.name)
         in_flight: deque[_Sent] = deque()
         try:
-            for start in range(0, prepared.rows, self._chunk_rows):
-                stop = min(start + self._chunk_rows, prepared.rows)
-                keys, commands = self._build(plan, prepared, start, stop)
-                pending = self._transport.submit(keys, commands)
-                in_flight.append(_Sent(start, keys, commands, pending))
-                if len(in_flight) > 1:
-                    self._settle(in_flight.popleft(), prepared, stats)
+            for table in tables:
+                prepared = _prepare(view, table, event_time_column)
+                stats.rows += table.num_rows
+                stats.superseded += table.num_rows - prepared.rows
+                for start in range(0, prepared.rows, self._chunk_rows):
+                    stop = min(start + self._chunk_rows, prepared.rows)
+                    keys, commands = self._build(plan, prepared, start, stop)
+                    pending = self._transport.submit(keys, commands)
+                    in_flight.append(_Sent(prepared, start, keys, commands, pending))
+                    if len(in_flight) > 1:
+                        self._settle(in_flight.popleft(), stats)
             while in_flight:
-                self._settle(in_flight.popleft(), prepared, stats)
+                self._settle(in_flight.popleft(), stats)
         finally:
             for sent in in_flight:
                 sent.pending.abandon()
@@ -177,7 +194,7 @@ class OnlineWriter:
 
     # -- replies ----------------------------------------------------------------------------
 
-    def _settle(self, sent: _Sent, prepared: _Prepared, stats: WriteStats) -> None:
+    def _settle(self, sent: _Sent, stats: WriteStats) -> None:
         replies = sent.pending.collect()
         for _ in range(3):
             lost = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
@@ -192,7 +209,7 @@ class OnlineWriter:
                 replies[index] = reply
         for index, reply in enumerate(replies):
             if isinstance(reply, ErrorReply):
-                entity = prepared.describe_row(sent.start + index)
+                entity = sent.prepared.describe_row(sent.start + index)
                 raise OnlineStoreError(
                     f"Redis rejected the write of feature view '{stats.view}' for {entity}: {reply}"
                 )

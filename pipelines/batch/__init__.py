@@ -26,7 +26,7 @@ from pipelines.batch._executor import WriteTask
 from pipelines.batch._job import RunContext, ViewReport, run_view
 from pipelines.batch._progress import Progress
 from pipelines.batch._sources import SourcePlan, read_source, source_plan
-from pipelines.batch._spark import spark_session
+from pipelines.batch._spark import SessionStarter
 
 __all__ = [
     "MaterializeReport",
@@ -160,14 +160,19 @@ class _Options:
 def _run(
     repo: FeatureRepo, windows_of: Callable[[Any], list[Window]], options: _Options
 ) -> MaterializeReport:
-    jobs = _plan_jobs(repo, options.views)
     settings = options.spark_settings or repo.settings.spark
+    starter = SessionStarter(settings, options.spark)  # the JVM boots while Feast loads
+    try:
+        jobs = _plan_jobs(repo, options.views)
+    except BaseException:
+        starter.stop()
+        raise
     report = MaterializeReport(
         run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
         quarantine_dir=options.quarantine_dir or repo.settings.quarantine_dir(repo.path),
     )
     finished: list[tuple[Any, datetime, datetime]] = []
-    with spark_session(settings, options.spark) as session:
+    with starter.session() as session:
         # Read (and check) every source first: bad input fails before anything is written.
         frames = {job.plan.view.name: read_source(session, job.plan) for job in jobs}
         run = RunContext(session, report.quarantine_dir, report.run_id)

@@ -1,10 +1,13 @@
-"""What runs inside Spark's Python workers: check contracts, then write newer-wins to Redis.
+"""What runs inside Spark's Python workers: keep each entity's latest row, check contracts,
+write newer-wins to Redis.
 
-``partition_writer`` returns the function given to ``DataFrame.mapInArrow``. Each task opens
-its own connection to Redis, writes its Arrow batches with ``OnlineWriter`` (contract-
-breaking values nulled first) and yields, instead of data, small records: one per value it
-nulled (for the quarantine dataset) and one with the task's counts. Nothing but those
-records travels back; the feature values go from the executor straight to Redis.
+The driver hash-partitions the window's rows by entity key and sorts each partition by
+(key, event time, created time), so an entity's rows arrive together, oldest first, and the
+last row of each run is its latest. ``partition_writer`` returns the function given to
+``DataFrame.mapInArrow``: it keeps those last rows (carrying a run that spans two Arrow
+batches over to the next batch), nulls contract-breaking values, and streams the rest to
+Redis with one ``OnlineWriter`` stream per task. Back to the driver go only small records:
+one per nulled value (for the quarantine dataset) and one with the task's counts.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from frost.checks import CheckOutcome, ViewChecker
@@ -22,8 +26,6 @@ from frost.contracts import ViewContract
 from frost.online import OnlineStore, RedisStoreConfig
 from frost.schema import ViewSchema
 from pipelines.batch._sources import EVENT_TIME
-
-ROWS_COLUMN = "__frost_rows"
 
 # One schema for both kinds of record: "violation" rows fill the first group of columns,
 # the one "stats" row per task fills the counts.
@@ -47,6 +49,7 @@ RECORD_DDL = (
     "event_time timestamp, rows long, entities long, written long, skipped_older long, "
     "nulled long"
 )
+_COUNTS = ("rows", "entities", "written", "skipped_older", "nulled")
 
 
 @dataclass(frozen=True)
@@ -62,24 +65,56 @@ class WriteTask:
 def partition_writer(task: WriteTask) -> Callable[[Iterator[pa.RecordBatch]], Iterator[Any]]:
     def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         checker = ViewChecker(task.contract)
-        totals = {"rows": 0, "entities": 0, "written": 0, "skipped_older": 0, "nulled": 0}
-        with OnlineStore.from_config(task.redis, task.project) as store:
+        counts = dict.fromkeys(_COUNTS, 0)
+        violations: list[pa.RecordBatch] = []
+
+        def latest_rows() -> Iterator[pa.Table]:
+            """The last row of every key run; a run may continue in the next batch."""
+            carry: pa.Table | None = None
             for batch in batches:
+                counts["rows"] += batch.num_rows
                 table = pa.Table.from_batches([batch])
+                if carry is not None:
+                    table = pa.concat_tables([carry, table])
                 if table.num_rows == 0:
                     continue
+                ends = _run_ends(table, task.view.join_key_names)
+                last_start = int(np.flatnonzero(ends[:-1])[-1]) + 1 if ends[:-1].any() else 0
+                carry = table.slice(last_start)
+                ends[last_start:] = False
+                if ends.any():
+                    yield table.filter(pa.array(ends))
+            if carry is not None and carry.num_rows:
+                yield carry.slice(carry.num_rows - 1)
+
+        def checked() -> Iterator[pa.Table]:
+            for table in latest_rows():
                 outcome = checker.check(table)
                 if outcome.violations:
-                    yield _violation_records(task.view, table, outcome)
-                stats = store.write(task.view, outcome.nulled(table), event_time_column=EVENT_TIME)
-                totals["rows"] += _sum(table.column(ROWS_COLUMN))
-                totals["entities"] += table.num_rows
-                totals["written"] += stats.written
-                totals["skipped_older"] += stats.skipped_older
-                totals["nulled"] += outcome.total
-        yield _stats_record(totals)
+                    violations.append(_violation_records(task.view, table, outcome))
+                counts["entities"] += table.num_rows
+                counts["nulled"] += outcome.total
+                yield outcome.nulled(table)
+
+        with OnlineStore.from_config(task.redis, task.project) as store:
+            # One stream per task keeps Redis busy across Arrow batch boundaries.
+            stats = store.writer.write_stream(task.view, checked(), event_time_column=EVENT_TIME)
+        counts["written"] = stats.written
+        counts["skipped_older"] = stats.skipped_older
+        yield from violations
+        yield _stats_record(counts)
 
     return write_partition
+
+
+def _run_ends(table: pa.Table, keys: list[str]) -> Any:
+    """True at the last row of each run of equal keys (rows are sorted by key)."""
+    ends = np.zeros(table.num_rows, dtype=np.bool_)
+    ends[-1] = True
+    for key in keys:
+        values = table.column(key).to_numpy(zero_copy_only=False)
+        ends[:-1] |= values[1:] != values[:-1]
+    return ends
 
 
 def _violation_records(view: ViewSchema, table: pa.Table, outcome: CheckOutcome) -> pa.RecordBatch:
@@ -96,21 +131,17 @@ def _violation_records(view: ViewSchema, table: pa.Table, outcome: CheckOutcome)
             records["value"].append(json.dumps(column[row].as_py(), default=str))
             records["rule"].append(violation.rule.value)
             records["event_time"].append(_utc(times[row].as_py()))
-            for name in ("rows", "entities", "written", "skipped_older", "nulled"):
+            for name in _COUNTS:
                 records[name].append(None)
     return pa.RecordBatch.from_pydict(records, schema=RECORD_SCHEMA)
 
 
-def _stats_record(totals: dict[str, int]) -> pa.RecordBatch:
+def _stats_record(counts: dict[str, int]) -> pa.RecordBatch:
     records: dict[str, list[Any]] = {name: [None] for name in RECORD_SCHEMA.names}
     records["kind"] = ["stats"]
-    for name, value in totals.items():
+    for name, value in counts.items():
         records[name] = [value]
     return pa.RecordBatch.from_pydict(records, schema=RECORD_SCHEMA)
-
-
-def _sum(column: pa.ChunkedArray) -> int:
-    return int(sum(chunk.sum().as_py() or 0 for chunk in column.chunks))
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,9 @@ _DEFAULTS = {
     # Let adaptive execution coalesce shuffle partitions of the persisted job output too;
     # without it every view runs 200 tiny write tasks.
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+    # Smaller coalesced partitions than the 64 MB default: write tasks then balance evenly
+    # over the cores instead of the last one running alone.
+    "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.host": "127.0.0.1",
     "spark.ui.showConsoleProgress": "false",
@@ -34,6 +38,56 @@ def spark_session(settings: SparkSettings, given: Any = None) -> Iterator[Any]:
     if given is not None:
         yield given
         return
+    session = start_session(settings)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+class SessionStarter:
+    """Starts a Spark session on a thread, so the JVM boots while the driver does other
+    work (importing Feast and reading the registry take about as long)."""
+
+    def __init__(self, settings: SparkSettings, given: Any = None) -> None:
+        self._given = given
+        self._session: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if given is None:
+            self._thread = threading.Thread(target=self._start, args=(settings,), daemon=True)
+            self._thread.start()
+
+    def _start(self, settings: SparkSettings) -> None:
+        try:
+            self._session = start_session(settings)
+        except BaseException as exc:  # handed to the caller in session()
+            self._error = exc
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """The started session (stopped on exit unless it was given)."""
+        if self._thread is None:
+            yield self._given
+            return
+        try:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            yield self._session
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._given is None and self._session is not None:
+            self._session.stop()
+            self._session = None
+
+
+def start_session(settings: SparkSettings) -> Any:
+    """A new Spark session for ``settings`` (with Frost's defaults under them)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -51,12 +105,8 @@ def spark_session(settings: SparkSettings, given: Any = None) -> Iterator[Any]:
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        session = builder.getOrCreate()
+        return builder.getOrCreate()
     except Exception as exc:
         raise JobError(
             f"could not start Spark with master '{settings.master}': {str(exc).splitlines()[0]}"
         ) from exc
-    try:
-        yield session
-    finally:
-        session.stop()
