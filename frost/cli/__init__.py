@@ -14,6 +14,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from frost.cli import _commands
 from frost.errors import ContractError, FrostError, ServiceStartError
@@ -75,18 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _quiet_third_parties() -> None:
     # Feast warns on every import of a stream feature view and on deprecated options; users
-    # of the CLI cannot act on those, so they are hidden unless FROST_DEBUG is set.
+    # of the CLI cannot act on those, so they are hidden unless FROST_DEBUG is set. Feast
+    # installs its own warning filters when imported, so filters alone would lose; the
+    # display hook is replaced instead, which also avoids importing Feast up front.
     if os.environ.get("FROST_DEBUG"):
         return
-    # Feast installs its own warning filters when imported; import it first so ours win.
-    import feast.stream_feature_view  # noqa: F401
+    show = warnings.showwarning
 
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module="feast")
-    warnings.filterwarnings("ignore", message="Stream feature views are experimental")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="feast")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    def show_own_warnings(  # noqa: PLR0917 - the signature of warnings.showwarning
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        third_party = any(f"{os.sep}{name}{os.sep}" in filename for name in _QUIET_PACKAGES)
+        if third_party or issubclass(category, DeprecationWarning | FutureWarning):
+            return
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_own_warnings
     logging.getLogger("feast").setLevel(logging.ERROR)
+
+
+_QUIET_PACKAGES = ("feast", "pyspark", "dask", "pandas", "pyarrow")
 
 
 if __name__ == "__main__":
