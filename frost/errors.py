@@ -12,6 +12,7 @@ and the gRPC status it maps to, so the CLI and the server translate errors in on
     │   └── UnknownObject           exit 2  NOT_FOUND           no such view, service, feature
     ├── OnlineStoreError            exit 1  INTERNAL            Redis answered with an error
     │   └── OnlineStoreUnavailable  exit 1  UNAVAILABLE         Redis could not be reached
+    ├── BrokerUnavailable           exit 1  UNAVAILABLE         the Kafka broker is unreachable
     ├── JobError                    exit 1  INTERNAL            a Spark job failed while running
     └── ServiceStartError           exit 1  UNAVAILABLE         a local service did not come up
 
@@ -27,6 +28,7 @@ from typing import ClassVar
 
 __all__ = [
     "BadInput",
+    "BrokerUnavailable",
     "ConfigError",
     "ContractError",
     "ContractIssue",
@@ -108,6 +110,12 @@ class OnlineStoreError(FrostError):
 
 class OnlineStoreUnavailable(OnlineStoreError):
     """The online store could not be reached (connection refused, reset or timed out)."""
+
+    grpc_status = "UNAVAILABLE"
+
+
+class BrokerUnavailable(FrostError):
+    """The Kafka-protocol broker could not be reached."""
 
     grpc_status = "UNAVAILABLE"
 

@@ -143,10 +143,13 @@ class FeatureRepo:
         """Applied feature views and stream feature views, by name."""
         store = self.feature_store
         views: dict[str, Any] = {}
-        for view in store.list_feature_views(allow_cache=False):
-            views[view.name] = view
-        for view in store.list_stream_feature_views(allow_cache=False):
-            views[view.name] = view
+        # A stream view's UDF is stored pickled; one pickled by reference imports the repo's
+        # module when loaded, so the repo must be importable while reading the registry.
+        with _importable(self.path):
+            for view in store.list_feature_views(allow_cache=False):
+                views[view.name] = view
+            for view in store.list_stream_feature_views(allow_cache=False):
+                views[view.name] = view
         return views
 
     def views(self) -> dict[str, ViewSchema]:
@@ -277,6 +280,19 @@ def _inside(repo: Path) -> Iterator[None]:
         os.chdir(previous)
         with contextlib.suppress(ValueError):
             sys.path.remove(str(repo))
+
+
+@contextlib.contextmanager
+def _importable(repo: Path) -> Iterator[None]:
+    added = str(repo) not in sys.path
+    if added:
+        sys.path.append(str(repo))
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(repo))
 
 
 def _user_frame(exc: BaseException, repo: Path) -> str:

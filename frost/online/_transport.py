@@ -24,8 +24,10 @@ import numpy as np
 import numpy.typing as npt
 import redis
 import redis.exceptions as rexc
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from frost.codec import Segments
 from frost.errors import ConfigError, FrostError, OnlineStoreError, OnlineStoreUnavailable
@@ -94,6 +96,10 @@ def connect(config: RedisStoreConfig) -> RedisTransport:
     options = dict(config.params)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("socket_timeout", 30.0)
+    # Fail fast: redis-py would otherwise retry a broken connection for seconds, hidden
+    # from callers. Frost's callers choose: the ingestor backs off and retries, the server
+    # answers UNAVAILABLE within the deadline, a batch task retries its batch.
+    options["retry"] = Retry(NoBackoff(), 0)
     skip_coverage = options.pop("skip_full_coverage_check", None)
     if config.is_cluster:
         if options.pop("db", 0) != 0:

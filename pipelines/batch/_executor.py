@@ -6,13 +6,14 @@ The driver hash-partitions the window's rows by entity key and sorts each partit
 last row of each run is its latest. ``partition_writer`` returns the function given to
 ``DataFrame.mapInArrow``: it keeps those last rows (carrying a run that spans two Arrow
 batches over to the next batch), nulls contract-breaking values, and streams the rest to
-Redis with one ``OnlineWriter`` stream per task. Back to the driver go only small records:
+Redis, retrying a batch through a short Redis outage. Back to the driver go only small records:
 one per nulled value (for the quarantine dataset) and one with the task's counts.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,8 @@ import pyarrow as pa
 
 from frost.checks import CheckOutcome, ViewChecker
 from frost.contracts import ViewContract
-from frost.online import OnlineStore, RedisStoreConfig
+from frost.errors import OnlineStoreUnavailable
+from frost.online import OnlineStore, RedisStoreConfig, WriteStats
 from frost.schema import ViewSchema
 from pipelines.batch._sources import EVENT_TIME
 
@@ -50,6 +52,7 @@ RECORD_DDL = (
     "nulled long"
 )
 _COUNTS = ("rows", "entities", "written", "skipped_older", "nulled")
+_WRITE_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,27 @@ def partition_writer(task: WriteTask) -> Callable[[Iterator[pa.RecordBatch]], It
                 yield outcome.nulled(table)
 
         with OnlineStore.from_config(task.redis, task.project) as store:
-            # One stream per task keeps Redis busy across Arrow batch boundaries.
-            stats = store.writer.write_stream(task.view, checked(), event_time_column=EVENT_TIME)
-        counts["written"] = stats.written
-        counts["skipped_older"] = stats.skipped_older
+            for table in checked():
+                stats = _write_retrying(store, task.view, table)
+                counts["written"] += stats.written
+                counts["skipped_older"] += stats.skipped_older
         yield from violations
         yield _stats_record(counts)
 
     return write_partition
+
+
+def _write_retrying(store: OnlineStore, view: ViewSchema, table: pa.Table) -> WriteStats:
+    """Write one batch, riding out a short Redis outage: writes are idempotent (newer-wins),
+    so a batch that failed half-way is simply written again."""
+    for attempt in range(_WRITE_ATTEMPTS):
+        try:
+            return store.write(view, table, event_time_column=EVENT_TIME)
+        except OnlineStoreUnavailable:
+            if attempt == _WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _run_ends(table: pa.Table, keys: list[str]) -> Any:

@@ -1,0 +1,78 @@
+"""``frost ingest``: a Kafka ingestor for the repo's stream feature views."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from frost.cli._args import positive_int
+from frost.repo import FeatureRepo
+
+Subparsers = Any
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "ingest", help="consume the stream views' Kafka topics into Redis until stopped"
+    )
+    parser.add_argument("--views", default=None, help="comma-separated view names (default: all)")
+    parser.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT")
+    parser.add_argument("--group", default=None, help="consumer group (default: frost-PROJECT)")
+    parser.add_argument(
+        "--from", dest="start_from", choices=["earliest", "latest"], default="earliest",
+        help="where a group with no committed offsets starts",
+    )  # fmt: skip
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--batch-size", type=positive_int, default=5000)
+    parser.add_argument("--batch-ms", type=positive_int, default=200)
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    parser.set_defaults(run=run_ingest)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from pipelines.streaming import IngestSettings, ingest
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )  # fmt: skip
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("frost.ingest").info(
+            "signal %d: finishing the current batch, then exiting", signum
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    repo = FeatureRepo.open(args.repo)
+    views = [v.strip() for v in args.views.split(",") if v.strip()] if args.views else None
+    settings = IngestSettings(
+        batch_size=args.batch_size, batch_ms=args.batch_ms, max_seconds=args.max_seconds
+    )
+    report = ingest(
+        repo,
+        views=views,
+        bootstrap_servers=args.bootstrap_servers,
+        group=args.group,
+        start_from=args.start_from,
+        settings=settings,
+        metrics_port=args.metrics_port,
+        stop=stop,
+    )
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.reasons.items())) or "none"
+    print(
+        f"ingested {report.messages} messages in {report.batches} batches, "
+        f"{report.seconds:.1f}s: {report.rows_written} rows written, {report.skipped_older} "
+        f"kept newer, {report.values_nulled} values nulled, {report.dead_letters} dead letters "
+        f"({reasons})"
+    )
+    return 0

@@ -1,0 +1,273 @@
+"""The ingest loop: micro-batches from Kafka to Redis, at least once.
+
+    poll until the batch is full or its time is up
+      → per view: decode (bad messages → dead letters), UDF, contracts
+          (a broken field is nulled; a row that cannot be saved that way is dead-lettered)
+      → newer-wins write to Redis (retried with backoff while Redis is unreachable)
+      → dead letters acknowledged by the broker
+      → offsets committed
+
+Nothing is committed before Redis and the broker have everything from the batch, so a crash
+at any point only replays messages, and replays are harmless: writes are newer-wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from frost.checks import Rule, ViewChecker
+from frost.errors import OnlineStoreUnavailable
+from frost.online import OnlineStore
+from pipelines.streaming._dead_letters import DeadLetters
+from pipelines.streaming._decode import EVENT_TIME, Decoded, Reject, decode_batch
+from pipelines.streaming._metrics import IngestMetrics
+from pipelines.streaming._plan import StreamPlan
+
+log = logging.getLogger("frost.ingest")
+_MAX_BACKOFF = 5.0
+_LAG_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How the ingest loop batches and waits."""
+
+    batch_size: int = 5000
+    batch_ms: int = 200
+    max_seconds: float | None = None
+    commit_timeout_ms: int = 10_000
+
+
+@dataclass
+class IngestReport:
+    """Totals of one ``Ingestor.run``."""
+
+    messages: int = 0
+    rows_written: int = 0
+    skipped_older: int = 0
+    dead_letters: int = 0
+    values_nulled: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Ingestor:
+    """Consumes the topics of ``plans`` and keeps Redis current. Kafka and Redis clients are
+    passed in: ``consumer`` must be subscribed to every plan's topic, with auto-commit off."""
+
+    def __init__(
+        self,
+        plans: list[StreamPlan],
+        store: OnlineStore,
+        consumer: Any,
+        *,
+        dead_letters: DeadLetters,
+        metrics: IngestMetrics,
+        settings: IngestSettings,
+    ) -> None:
+        self._plans_by_topic: dict[str, list[StreamPlan]] = defaultdict(list)
+        for plan in plans:
+            self._plans_by_topic[plan.topic].append(plan)
+        self._checkers = {plan.view.name: ViewChecker(plan.contract) for plan in plans}
+        self._store = store
+        self._consumer = consumer
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._settings = settings
+        self._stash: dict[Any, list[Any]] = {}
+        self._last_lag = 0.0
+
+    def run(self, stop: threading.Event) -> IngestReport:
+        """Ingest until ``stop`` is set (or ``max_seconds`` pass); the batch in progress is
+        finished and committed first."""
+        report = IngestReport()
+        started = time.monotonic()
+        limit = self._settings.max_seconds
+        while not stop.is_set():
+            if limit is not None and time.monotonic() - started >= limit:
+                break
+            batch = self._collect(stop)
+            if batch:
+                self._process(batch, report, stop)
+            self._refresh_lag()
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- polling ----------------------------------------------------------------------------
+
+    def _collect(self, stop: threading.Event) -> dict[Any, list[Any]]:
+        """Records of one micro-batch by partition, bounded by count and time."""
+        batch, self._stash = self._stash, {}
+        count = sum(len(v) for v in batch.values())
+        deadline = time.monotonic() + self._settings.batch_ms / 1000
+        while count < self._settings.batch_size and not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = self._consumer.poll(
+                timeout_ms=int(remaining * 1000) + 1,
+                max_records=self._settings.batch_size - count,
+            )
+            if not polled:
+                if count:
+                    break  # nothing more right now: write what we have, keep latency low
+                continue
+            for partition, records in polled.items():
+                batch.setdefault(partition, []).extend(records)
+                count += len(records)
+        return batch
+
+    # -- one micro-batch --------------------------------------------------------------------
+
+    def _process(
+        self, batch: dict[Any, list[Any]], report: IngestReport, stop: threading.Event
+    ) -> None:
+        by_topic: dict[str, list[Any]] = defaultdict(list)
+        for partition, records in batch.items():
+            by_topic[partition.topic].extend(records)
+        writes: list[tuple[StreamPlan, pa.Table]] = []
+        for topic, records in by_topic.items():
+            self._metrics.count_messages(topic, len(records))
+            report.messages += len(records)
+            for plan in self._plans_by_topic.get(topic, []):
+                decoded = decode_batch(plan, [r.value for r in records])
+                table = self._apply_contracts(plan, decoded, report)
+                for reject in decoded.rejects:
+                    self._dead_letter(plan, records[reject.index], reject, report)
+                if table.num_rows:
+                    writes.append((plan, table))
+        for plan, table in writes:
+            self._write(plan, table, report, stop)
+        self._dead_letters.flush(timeout=10)
+        self._commit(batch)
+        report.batches += 1
+
+    def _apply_contracts(
+        self, plan: StreamPlan, decoded: Decoded, report: IngestReport
+    ) -> pa.Table:
+        """Null values that break their field contract; reject rows where nulling cannot
+        help (a not-null field that is null or breaks another rule)."""
+        table = decoded.table
+        outcome = self._checkers[plan.view.name].check(table)
+        if not outcome.violations:
+            return table
+        not_null = {c.field for c in plan.contract.checked_fields if c.not_null}
+        whole_row = np.zeros(table.num_rows, dtype=np.bool_)
+        for violation in outcome:
+            if violation.rule == Rule.NOT_NULL or violation.field in not_null:
+                whole_row[violation.rows] = True
+        for violation in outcome:
+            for row in violation.rows.tolist():
+                if whole_row[row]:
+                    decoded.rejects.append(
+                        Reject(decoded.sources[row], "contract",
+                               f"field '{violation.field}' breaks {violation.rule.value}"),
+                    )  # fmt: skip
+                else:
+                    report.values_nulled += 1
+                    self._metrics.values_nulled.labels(
+                        plan.view.name, violation.field, violation.rule.value
+                    ).inc()
+        keep = pa.array(~whole_row)
+        return outcome.nulled(table).filter(keep)
+
+    def _dead_letter(
+        self, plan: StreamPlan, record: Any, reject: Reject, report: IngestReport
+    ) -> None:
+        self._dead_letters.send(record, plan.view.name, reject.reason, reject.detail)
+        self._metrics.dead_letters.labels(plan.view.name, reject.reason).inc()
+        report.dead_letters += 1
+        report.reasons[reject.reason] += 1
+
+    def _write(
+        self, plan: StreamPlan, table: pa.Table, report: IngestReport, stop: threading.Event
+    ) -> None:
+        """Write newer-wins; while Redis is unreachable, wait with backoff (partitions
+        paused, still polling so the group keeps this member) and try again."""
+        delay = 0.1
+        while True:
+            try:
+                stats = self._store.write(plan.view, table, event_time_column=EVENT_TIME)
+                break
+            except OnlineStoreUnavailable as exc:
+                self._metrics.redis_retries.inc()
+                log.warning("Redis unreachable, retrying in %.1fs: %s", delay, exc)
+                if stop.is_set() and delay >= _MAX_BACKOFF:
+                    # Shutting down with Redis gone: leave the batch uncommitted; the next
+                    # ingestor of the group reads it again. Nothing is lost.
+                    raise
+                self._wait_paused(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        report.rows_written += stats.written
+        report.skipped_older += stats.skipped_older
+        features = len([f for f in plan.view.features if f.name not in plan.view.join_key_names])
+        self._metrics.rows_written.labels(plan.view.name).inc(stats.written)
+        self._metrics.values_written.labels(plan.view.name).inc(stats.written * features)
+        now_us = time.time() * 1_000_000
+        times = table.column(EVENT_TIME).cast(pa.int64()).to_numpy()
+        histogram = self._metrics.freshness.labels(plan.view.name)
+        for age in ((now_us - times) / 1_000_000).tolist():
+            histogram.observe(age)
+
+    def _wait_paused(self, seconds: float) -> None:
+        assignment = list(self._consumer.assignment())
+        self._consumer.pause(*assignment)
+        try:
+            polled = self._consumer.poll(timeout_ms=int(seconds * 1000))
+            # Partitions assigned by a rebalance meanwhile are not paused: keep their records.
+            for partition, records in polled.items():
+                self._stash.setdefault(partition, []).extend(records)
+        finally:
+            self._consumer.resume(*assignment)
+
+    def _commit(self, batch: dict[Any, list[Any]]) -> None:
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {
+            partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            for partition, records in batch.items()
+            if records
+        }
+        tries = 0
+        while offsets:
+            try:
+                self._consumer.commit(offsets, timeout_ms=self._settings.commit_timeout_ms)
+                return
+            except CommitFailedError as exc:
+                # The group rebalanced: another member owns these partitions now and reads
+                # from the last committed offset. Replays are harmless.
+                log.warning("commit skipped after a rebalance: %s", exc)
+                return
+            except KafkaError as exc:
+                tries += 1
+                self._metrics.kafka_retries.inc()
+                log.warning("commit failed (broker unreachable?), retrying: %s", exc)
+                time.sleep(min(0.2 * tries, _MAX_BACKOFF))
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < _LAG_EVERY:
+            return
+        self._last_lag = now
+        assignment = list(self._consumer.assignment())
+        self._metrics.assigned.set(len(assignment))
+        if not assignment:
+            return
+        try:
+            ends = self._consumer.end_offsets(assignment, timeout_ms=2000)
+            for partition in assignment:
+                position = self._consumer.position(partition, timeout_ms=2000)
+                lag = max(0, ends.get(partition, position) - position)
+                self._metrics.lag.labels(partition.topic, str(partition.partition)).set(lag)
+        except Exception as exc:
+            log.debug("lag not refreshed: %s", exc)
