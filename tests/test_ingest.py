@@ -464,3 +464,41 @@ def _metric(port: int, name: str, labels: str = "") -> float:
         if line.startswith(prefix + " "):
             return float(line.split()[-1])
     return -1.0
+
+
+BAD_MESSAGES = [
+    (b"{oops", "not_json"),
+    (b"[1, 2]", "not_json"),
+    (b'{"event_timestamp": 1793000000, "session_minutes": 1}', "missing_entity_key"),
+    (b'{"user_id": null, "event_timestamp": 1793000000}', "missing_entity_key"),
+    (b'{"user_id": 1, "session_minutes": 1}', "missing_event_time"),
+    (b'{"user_id": 1, "event_timestamp": "soon"}', "bad_event_time"),
+    (b'{"user_id": 1, "event_timestamp": true}', "bad_event_time"),
+    (b'{"user_id": "one", "event_timestamp": 1793000000}', "wrong_type"),
+    (b'{"user_id": 1, "event_timestamp": 1793000000, "session_minutes": "2"}', "wrong_type"),
+    (b'{"user_id": 1, "event_timestamp": 1793000000, "in_party": 1}', "wrong_type"),
+    (b'{"user_id": 1, "event_timestamp": 1793000000, "matches_in_session": 2e10}', "wrong_type"),
+    (b'{"user_id": 1, "event_timestamp": 1793000000, "device": ["pc"]}', "wrong_type"),
+]  # fmt: skip
+GOOD_MESSAGES = [
+    b'{"user_id": 7, "event_timestamp": "2026-11-01T10:00:00Z", "session_minutes": 3}',
+    b'{"user_id": 8, "event_timestamp": 1793000000000, "device": "pc", "extra": {"x": 1}}',
+]
+
+
+def test_fast_and_udf_decoders_agree_on_every_reject(example_repo: FeatureRepo) -> None:
+    import dataclasses
+
+    from pipelines.streaming import decode_batch, stream_plans
+
+    plan = next(p for p in stream_plans(example_repo) if p.view.name == SESSION_VIEW)
+    with_udf = dataclasses.replace(plan, udf=lambda frame: frame, udf_mode="pandas")
+    values = [m for m, _ in BAD_MESSAGES] + GOOD_MESSAGES
+    for candidate in (plan, with_udf):
+        decoded = decode_batch(candidate, values)
+        assert [r.reason for r in decoded.rejects] == [reason for _, reason in BAD_MESSAGES]
+        assert all(r.detail for r in decoded.rejects)
+        assert decoded.sources == [len(BAD_MESSAGES), len(BAD_MESSAGES) + 1]
+        assert decoded.table.column("user_id").to_pylist() == [7, 8]
+        assert decoded.table.column("session_minutes").to_pylist() == [3.0, None]
+        assert decoded.table.column("device").to_pylist() == [None, "pc"]

@@ -15,7 +15,7 @@ from frost.online._transport import (
     StandaloneTransport,
     connect,
 )
-from frost.online._writer import OnlineWriter, WriteStats
+from frost.online._writer import OnlineWriter, PendingWrite, WriteStats
 from frost.schema import ViewSchema
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "OnlineReader",
     "OnlineStore",
     "OnlineWriter",
+    "PendingWrite",
     "RedisNode",
     "RedisStoreConfig",
     "RedisTransport",

@@ -154,6 +154,30 @@ class OnlineWriter:
         stats.seconds = time.perf_counter() - started
         return stats
 
+    def submit(
+        self, view: ViewSchema, table: pa.Table, *, event_time_column: str = "event_timestamp"
+    ) -> PendingWrite:
+        """Send every row of ``table`` without waiting for Redis; ``PendingWrite.result()``
+        waits. Lets a caller prepare its next batch while Redis works through this one."""
+        started = time.perf_counter()
+        plan = self._plan(view)
+        prepared = _prepare(view, table, event_time_column)
+        stats = WriteStats(view=view.name, rows=table.num_rows)
+        stats.superseded = table.num_rows - prepared.rows
+        sent: list[_Sent] = []
+        try:
+            for start in range(0, prepared.rows, self._chunk_rows):
+                stop = min(start + self._chunk_rows, prepared.rows)
+                keys, commands = self._build(plan, prepared, start, stop)
+                sent.append(
+                    _Sent(prepared, start, keys, commands, self._transport.submit(keys, commands))
+                )
+        except BaseException:
+            for chunk in sent:
+                chunk.pending.abandon()
+            raise
+        return PendingWrite(self, sent, stats, started)
+
     # -- building ---------------------------------------------------------------------------
 
     def _plan(self, view: ViewSchema) -> _Plan:
@@ -217,6 +241,32 @@ class OnlineWriter:
                 stats.written += 1
             else:
                 stats.skipped_older += 1
+
+
+class PendingWrite:
+    """A write sent to Redis, not yet acknowledged."""
+
+    def __init__(
+        self, writer: OnlineWriter, sent: list[_Sent], stats: WriteStats, started: float
+    ) -> None:
+        self._writer, self._sent, self._stats, self._started = writer, sent, stats, started
+
+    def result(self) -> WriteStats:
+        """Wait for every reply; raise like ``write`` would."""
+        try:
+            while self._sent:
+                self._writer._settle(self._sent[0], self._stats)
+                self._sent.pop(0)
+        finally:
+            self.abandon()
+        self._stats.seconds = time.perf_counter() - self._started
+        return self._stats
+
+    def abandon(self) -> None:
+        """Give up on the replies (after a failure elsewhere)."""
+        for chunk in self._sent:
+            chunk.pending.abandon()
+        self._sent.clear()
 
 
 def _is_noscript(reply: Any) -> bool:

@@ -46,7 +46,8 @@ class IngestMetrics:
             "frost_ingest_assigned_partitions", "Partitions assigned to this process", registry=r
         )
         self.freshness = Histogram(
-            "frost_ingest_freshness_seconds", "Now minus event time when a row is written",
+            "frost_ingest_freshness_seconds",
+            "Now minus event time when a row is written (sampled per micro-batch)",
             ["view"], buckets=FRESHNESS_BUCKETS, registry=r,
         )  # fmt: skip
         self.redis_retries = Counter(
