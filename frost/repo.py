@@ -175,9 +175,19 @@ class FeatureRepo:
     def services(self) -> dict[str, ServiceSpec]:
         views = self.views()
         out = {}
-        for service in self.feature_store.list_feature_services():
-            out[service.name] = _service_spec(service, views)
+        for service in self.feature_services():
+            out[service.name] = self.service_spec(service, views)
         return out
+
+    def feature_services(self) -> list[Any]:
+        """Applied Feast ``FeatureService`` objects, read fresh from the registry."""
+        store = self.feature_store
+        return list(store.registry.list_feature_services(self.project, allow_cache=False))
+
+    @staticmethod
+    def service_spec(service: Any, views: dict[str, ViewSchema]) -> ServiceSpec:
+        """The ``ServiceSpec`` of a Feast ``FeatureService`` over the applied ``views``."""
+        return _service_spec(service, views)
 
     def service(self, name: str) -> ServiceSpec:
         services = self.services()

@@ -238,6 +238,13 @@ class RedisCluster(LocalService):
             raise ServiceStartError(str(exc), details) from exc
         return self
 
+    def pause_node(self, index: int) -> None:
+        """SIGSTOP one primary: it hangs, keeping its data and its slots."""
+        self._processes[index].send_signal(signal.SIGSTOP)
+
+    def resume_node(self, index: int) -> None:
+        self._processes[index].send_signal(signal.SIGCONT)
+
     def _create(self) -> None:
         cli = _require("redis-cli", _REDIS_HINT)
         nodes = [f"{_LOOPBACK}:{p}" for p in self.ports]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
-from frost.cli import _batch, _ingest
+from frost.cli import _batch, _ingest, _serve
 from frost.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
@@ -335,5 +335,6 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     register_get,
     _batch.register,
     _ingest.register,
+    _serve.register,
     register_demo,
 ]

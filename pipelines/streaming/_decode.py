@@ -124,7 +124,7 @@ def _apply_udf(
 def _call_udf(plan: StreamPlan, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     assert plan.udf is not None
     if plan.udf_mode == "pandas":
-        import pandas as pd  # type: ignore[import-untyped]
+        import pandas as pd
 
         out = plan.udf(pd.DataFrame.from_records(records))
         result = [{k: _from_pandas(v) for k, v in row.items()} for row in out.to_dict("records")]

@@ -1,0 +1,94 @@
+"""Prometheus metrics of the server.
+
+With several worker processes the metrics are kept in prometheus_client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``) and the parent process serves their sum. The hot path
+only adds to plain dicts (``Counts``); a timer flushes them into the metrics every second.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from serving._lookup import Counts
+
+__all__ = ["STATUS_NAMES", "ServerMetrics"]
+
+STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
+_LATENCY_BUCKETS = (
+    0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+_AGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram(
+            "frost_serving_request_seconds",
+            "GetOnlineFeatures latency in the server, by feature service",
+            ["service"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "frost_serving_requests",
+            "GetOnlineFeatures requests by feature service, client and gRPC status code",
+            ["service", "client", "code"],
+            registry=r,
+        )
+        self.entity_rows = Counter(
+            "frost_serving_entity_rows",
+            "Entity rows looked up, by feature service and client",
+            ["service", "client"],
+            registry=r,
+        )
+        self.values = Counter(
+            "frost_serving_values",
+            "Feature values served, by feature view and status",
+            ["feature_view", "status"],
+            registry=r,
+        )
+        self.value_age = Histogram(
+            "frost_serving_value_age_seconds",
+            "Age (now minus event time) of served view rows, sampled",
+            ["feature_view"],
+            buckets=_AGE_BUCKETS,
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "frost_serving_redis_up",
+            "1 when Redis answered the last health ping, else 0",
+            registry=r,
+            multiprocess_mode="min",
+        )
+        self.feature_services = Gauge(
+            "frost_serving_feature_services",
+            "Feature services in the registry snapshot being served",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.pending = Counts()
+        self._requests: dict[tuple[str, str, str], list[int]] = {}
+
+    def count_request(self, service: str, client: str, code: str, rows: int) -> None:
+        entry = self._requests.get((service, client, code))
+        if entry is None:
+            self._requests[(service, client, code)] = [1, rows]
+        else:
+            entry[0] += 1
+            entry[1] += rows
+
+    def flush(self) -> None:
+        """Move what the hot path counted into the Prometheus metrics."""
+        counts, self.pending = self.pending, Counts()
+        requests, self._requests = self._requests, {}
+        for (service, client, code), (count, rows) in requests.items():
+            self.requests.labels(service, client, code).inc(count)
+            if rows:
+                self.entity_rows.labels(service, client).inc(rows)
+        for (view, status), count in counts.statuses.items():
+            self.values.labels(view, STATUS_NAMES[status]).inc(count)
+        for view, age in counts.ages:
+            self.value_age.labels(view).observe(max(age, 0.0))

@@ -1,0 +1,294 @@
+"""The gRPC server of one worker process.
+
+It implements Feast's ``feast.serving.ServingService`` (``GetOnlineFeatures`` and
+``GetFeastServingInfo``) so Feast's generated stubs work unchanged, Frost's
+``frost.serving.v1.FrostServing`` for what Feast's API cannot carry, ``grpc.health.v1``
+(NOT_SERVING while Redis does not answer) and server reflection.
+
+``GetOnlineFeatures`` is registered with no request or response serializer: the handler
+parses the request itself (so a malformed one is INVALID_ARGUMENT, not INTERNAL) and
+returns the response already framed (``serving._lookup``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from feast.protos.feast.serving import ServingService_pb2 as feast_serving
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from frost.errors import BadInput, FrostError, OnlineStoreUnavailable
+from serving._config import ClientSpec, ServeSettings
+from serving._lookup import Counts, entity_columns, lookup
+from serving._metrics import ServerMetrics
+from serving._plan import LookupPlan
+from serving._redis import AsyncRedis
+from serving._registry import RegistryWatcher
+from serving.proto import frost_serving_pb2 as frost_pb
+from serving.proto import frost_serving_pb2_grpc as frost_grpc
+
+__all__ = ["FeatureServer", "build_server"]
+
+log = logging.getLogger("frost.serve")
+
+FEAST_SERVICE = "feast.serving.ServingService"
+FROST_SERVICE = "frost.serving.v1.FrostServing"
+_AGE_SAMPLE = 1 / 16  # share of requests whose value ages feed the staleness histogram
+_HEALTH_INTERVAL = 1.0
+_DEADLINE_MARGIN = 0.010  # answer this long before the client's deadline
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class FeatureServer:
+    """Answers feature lookups from one Redis with one registry snapshot at a time."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        watcher: RegistryWatcher,
+        redis: AsyncRedis,
+        metrics: ServerMetrics,
+    ) -> None:
+        self._settings = settings
+        self._watcher = watcher
+        self._redis = redis
+        self._metrics = metrics
+        self._timeout = settings.redis_timeout_ms / 1000
+        self._clients = {_digest(c.token): c for c in settings.clients}
+        self.health = health_aio.HealthServicer()
+
+    # -- GetOnlineFeatures ------------------------------------------------------------------
+
+    async def get_online_features(self, raw: bytes, context: Any) -> bytes:
+        started = time.perf_counter()
+        label, client, code = "unknown", "anonymous", grpc.StatusCode.OK
+        rows = 0
+        try:
+            spec = self._authenticate(context)
+            client = spec.name if spec else client
+            request = _parse(raw)
+            plan = self._plan(request)
+            label = plan.label
+            if spec is not None and not spec.may_use(plan.service):
+                what = f"feature service '{plan.service}'" if plan.service else "feature lists"
+                raise _Abort(
+                    grpc.StatusCode.PERMISSION_DENIED, f"client '{client}' may not use {what}"
+                )
+            if len(request.request_context):
+                raise BadInput(
+                    "request_context is for on-demand feature views, which Frost does not serve"
+                )
+            columns = entity_columns(request, plan, self._settings.max_entities_per_request)
+            rows = len(next(iter(columns.values())))
+            sample = random.random() < _AGE_SAMPLE
+            async with asyncio.timeout(self._wait_limit(context)):
+                return await lookup(
+                    self._redis, plan, request, columns, time.time(), self._tally, sample
+                )
+        except _Abort as exc:
+            code = exc.code
+            await context.abort(code, str(exc))
+        except FrostError as exc:
+            code = getattr(grpc.StatusCode, exc.grpc_status)
+            await context.abort(code, str(exc))
+        except TimeoutError:
+            code = grpc.StatusCode.UNAVAILABLE
+            await context.abort(
+                code,
+                f"{self._redis.where} did not answer within "
+                f"{self._wait_limit(context) * 1000:.0f} ms",
+            )
+        finally:
+            self._metrics.latency.labels(label).observe(time.perf_counter() - started)
+            self._metrics.count_request(label, client, code.name, rows)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    def _tally(self) -> Counts:
+        return self._metrics.pending
+
+    def _plan(self, request: Any) -> LookupPlan:
+        snapshot = self._watcher.snapshot
+        kind = request.WhichOneof("kind")
+        if kind == "feature_service":
+            return snapshot.service_plan(request.feature_service)
+        if kind == "features":
+            return snapshot.features_plan(tuple(request.features.val))
+        raise BadInput("the request names no features: set feature_service or features")
+
+    def _wait_limit(self, context: Any) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self._timeout
+        return max(min(self._timeout, float(remaining) - _DEADLINE_MARGIN), 0.0)
+
+    def _authenticate(self, context: Any) -> ClientSpec | None:
+        if not self._clients:
+            return None
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                scheme, _, token = str(value).partition(" ")
+                if scheme.lower() != "bearer":
+                    token = None
+                break
+        if not token:
+            raise _Abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this server needs a bearer token: metadata 'authorization: Bearer <token>'",
+            )
+        spec = self._clients.get(_digest(token))
+        if spec is None:
+            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the bearer token is not known here")
+        return spec
+
+    # -- other methods ----------------------------------------------------------------------
+
+    async def get_serving_info(self, request: Any, context: Any) -> Any:
+        from feast import __version__
+
+        return feast_serving.GetFeastServingInfoResponse(version=f"frost (feast {__version__})")
+
+    async def list_feature_services(self, request: Any, context: Any) -> Any:
+        try:
+            spec = self._authenticate(context)
+        except _Abort as exc:
+            await context.abort(exc.code, str(exc))
+        snapshot = self._watcher.snapshot
+        response = frost_pb.ListFeatureServicesResponse()
+        for name in sorted(snapshot.services):
+            if spec is not None and not spec.may_use(name):
+                continue
+            _describe_service(response.services.add(), snapshot, name)
+        return response
+
+    async def watch_redis(self) -> None:
+        """Keep the health status and ``frost_serving_redis_up`` in step with Redis."""
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        last = None
+        while True:
+            try:
+                async with asyncio.timeout(max(self._timeout, _HEALTH_INTERVAL)):
+                    await self._redis.ping()
+                status = serving
+            except (FrostError, TimeoutError, OSError) as exc:
+                status = not_serving
+                if last != not_serving:
+                    log.warning("Redis is not answering, health is NOT_SERVING: %s", exc)
+                self._redis.reset()  # a hung connection must not hold later requests
+            if status != last:
+                for service in ("", FEAST_SERVICE, FROST_SERVICE):
+                    await self.health.set(service, status)
+                self._metrics.redis_up.set(1 if status == serving else 0)
+                if status == serving and last is not None:
+                    log.info("Redis answers again, health is SERVING")
+                last = status
+            self._metrics.feature_services.set(len(self._watcher.snapshot.plans))
+            self._metrics.flush()
+            await asyncio.sleep(_HEALTH_INTERVAL)
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return feast_serving.GetOnlineFeaturesRequest.FromString(raw)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise BadInput(f"the request is not a valid GetOnlineFeaturesRequest: {exc}") from exc
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _describe_service(out: Any, snapshot: Any, name: str) -> None:
+    spec = snapshot.services[name]
+    out.name = name
+    out.entity_keys.extend(snapshot.plans[name].join_keys)
+    out.tags.update(dict(spec.tags))
+    for view, features in spec.views:
+        contract = snapshot.contracts.get(view.name)
+        age = contract.freshness.max_staleness_seconds if contract else None
+        for feature in features:
+            info = out.features.add(
+                feature_view=view.name,
+                name=feature,
+                type=str(view.feature(feature).type),
+                max_staleness_seconds=age or 0.0,
+            )
+            rule = contract.fields.get(feature) if contract else None
+            if rule is None:
+                continue
+            if rule.min is not None:
+                info.min = float(rule.min)
+            if rule.max is not None:
+                info.max = float(rule.max)
+            info.not_null = rule.not_null
+            if rule.allowed_values is not None:
+                import json
+
+                info.allowed_values.extend(json.dumps(v) for v in rule.allowed_values)
+
+
+def build_server(
+    server: FeatureServer, settings: ServeSettings, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Server:
+    """A grpc.aio server with every service registered and the port bound."""
+    from grpc_reflection.v1alpha import reflection
+
+    grpc_server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 16 << 20), *options]
+    )
+    feast_handlers = {
+        "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(server.get_online_features),
+        "GetFeastServingInfo": grpc.unary_unary_rpc_method_handler(
+            server.get_serving_info,
+            request_deserializer=feast_serving.GetFeastServingInfoRequest.FromString,
+            response_serializer=feast_serving.GetFeastServingInfoResponse.SerializeToString,
+        ),
+    }
+    grpc_server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(FEAST_SERVICE, feast_handlers),)
+    )
+    frost_grpc.add_FrostServingServicer_to_server(_FrostServicer(server), grpc_server)
+    health_pb2_grpc.add_HealthServicer_to_server(server.health, grpc_server)
+    reflection.enable_server_reflection(
+        (
+            FEAST_SERVICE,
+            FROST_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        grpc_server,
+    )
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls.key.read_bytes(), settings.tls.cert.read_bytes())]
+        )
+        bound = grpc_server.add_secure_port(address, credentials)
+    else:
+        bound = grpc_server.add_insecure_port(address)
+    if bound == 0:
+        raise OnlineStoreUnavailable(f"cannot listen on {address}")  # replaced by caller
+    return grpc_server
+
+
+class _FrostServicer(frost_grpc.FrostServingServicer):
+    def __init__(self, server: FeatureServer) -> None:
+        self._server = server
+
+    async def ListFeatureServices(self, request: Any, context: Any) -> Any:
+        return await self._server.list_feature_services(request, context)
