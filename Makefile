@@ -9,7 +9,7 @@ STAMP := $(VENV)/.frost-installed-$(shell cat pyproject.toml constraints.txt | c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPORTS := .reports
 
-.PHONY: help setup system-deps venv lint typecheck check test test-fast demo bench lock clean
+.PHONY: help setup system-deps venv lint typecheck check test test-fast demo bench lock protos clean
 
 help:
 	@echo "make test    set everything up, run linters, type checks and the full test suite"
@@ -64,7 +64,16 @@ demo: setup
 	$(BIN)/frost demo
 
 bench: setup
+	@# h2load (Debian's nghttp2-client) drives the serving benchmark's HTTP/1.1 and gRPC loads.
+	@command -v h2load >/dev/null || { \
+		echo "installing Debian's nghttp2-client (h2load)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 	$(BIN)/python benchmarks/bench_online_write.py --rows 1000000 --features 20 --repeat 3
+	$(BIN)/python benchmarks/bench_serve.py --entities 1000000 --seconds 15
+
+protos: venv
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
+		serving/proto/frost_serving.proto
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -126,6 +126,12 @@ class FieldCheck:
     def name(self) -> str:
         return self.contract.field
 
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        """``(min, max)`` in the field's precision (``None`` when absent), as ``is_valid``
+        compares them."""
+        return self._low, self._high
+
     def violations(self, column: pa.Array | pa.ChunkedArray) -> list[Violations]:
         """Per rule, the rows of ``column`` that break it."""
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

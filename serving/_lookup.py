@@ -10,21 +10,27 @@ whose field has a contract are decoded, to check them.
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from frost.errors import BadInput
-from serving._plan import GroupPlan, LookupPlan, ViewPlan, metadata
+from serving._plan import BoundsCheck, FeaturePlan, GroupPlan, LookupPlan, ViewPlan, metadata
 from serving._redis import AsyncRedis, Reply
 from serving._wire import (
     EMPTY_TIMESTAMP,
-    EMPTY_VALUE,
+    RESULT_TAG,
+    STATUS_TAG,
     VALUE_PREFIX,
+    VALUE_TAG,
     feature_vector,
     length_delimited,
+    length_prefix,
     timestamp_entry,
     value_entry,
+    varint,
 )
 
 __all__ = ["Counts", "EntityColumns", "entity_columns", "lookup"]
@@ -164,28 +170,28 @@ def _view_vectors(
     ages: list[tuple[str, float]] | None,
 ) -> list[bytes]:
     """The FeatureVectors of one view's features."""
+    if len(replies) == 1 and ages is None:
+        return _one_row_vectors(view, replies[0], now, counts)
     stamps = [reply[view.ts_index] for reply in replies]
     row_status = _row_statuses(view, stamps, now, ages)
+    all_found = NOT_FOUND not in row_status
     served: list[int] = []
     timestamps = b"".join([EMPTY_TIMESTAMP if s is None else timestamp_entry(s) for s in stamps])
     vectors = []
     for feature in view.features:
         raw = [reply[feature.index] for reply in replies]
+        # The common case: every row found, stored and not null; statuses are the view's.
+        clean = all_found and None not in raw and b"" not in raw
         if feature.check is None and feature.null_raw is None:
-            statuses = [
-                NOT_FOUND if r is None or s == NOT_FOUND else (s if r else NULL_VALUE)
-                for r, s in zip(raw, row_status, strict=True)
-            ]
+            statuses = row_status if clean else _plain_statuses(raw, row_status)
         else:
-            statuses = _checked_statuses(feature, raw, row_status)
-        values = b"".join(
-            [
-                (VALUE_PREFIX[len(r)] + r if len(r) < 128 else value_entry(r))
-                if s in _SERVED
-                else EMPTY_VALUE
-                for r, s in zip(raw, statuses, strict=True)
-            ]
-        )
+            statuses = _checked_statuses(feature, raw, row_status, clean)
+        if clean and statuses is row_status:
+            values = _frame(raw)
+        else:
+            values = _frame(
+                [r if s in _SERVED else b"" for r, s in zip(raw, statuses, strict=True)]
+            )
         served += statuses
         vectors.append(feature_vector(values, bytes(statuses), timestamps))
     table = counts.statuses
@@ -195,25 +201,136 @@ def _view_vectors(
     return vectors
 
 
+def _one_row_vectors(view: ViewPlan, reply: Reply, now: float, counts: Counts) -> list[bytes]:
+    """``_view_vectors`` for a single entity row, the most common request, with less work
+    per feature: the same statuses, values and framing."""
+    stamp = reply[view.ts_index]
+    row_status = _row_statuses(view, [stamp], now, None)[0]
+    timestamp = EMPTY_TIMESTAMP if stamp is None else timestamp_entry(stamp)
+    # Everything after the value in a FeatureVector, by status: packed statuses, timestamp.
+    tails = [STATUS_TAG + b"\x01" + bytes([status]) + timestamp for status in range(5)]
+    vectors = []
+    statuses = []
+    for feature in view.features:
+        raw = reply[feature.index]
+        if raw is None or row_status == NOT_FOUND:
+            status = NOT_FOUND
+        elif feature.bounds is not None:
+            status = row_status if _in_bounds(feature.bounds, raw) else INVALID
+            if status == INVALID:  # rare: let the general path decide, e.g. another oneof
+                status = _checked_statuses(feature, [raw], [row_status], False)[0]
+        elif feature.check is not None or feature.null_raw is not None:
+            status = _checked_statuses(feature, [raw], [row_status], False)[0]
+        else:
+            status = row_status if raw else NULL_VALUE
+        if status not in _SERVED:
+            raw = b""
+        size = len(raw)
+        body = (VALUE_PREFIX[size] if size < 128 else VALUE_TAG + varint(size)) + raw
+        body += tails[status]
+        vectors.append(RESULT_TAG + length_prefix(len(body)) + body)
+        statuses.append(status)
+    table = counts.statuses
+    for status in set(statuses):
+        key = (view.name, status)
+        table[key] = table.get(key, 0) + statuses.count(status)
+    return vectors
+
+
+def _in_bounds(bounds: BoundsCheck, raw: bytes) -> bool:
+    """Whether one stored number is within bounds; ``False`` also when it is not stored
+    in the expected layout (the caller then decides on the parsed ``Value``)."""
+    if not raw or raw[0] != bounds.tag[0]:
+        return False
+    if bounds.width:
+        if len(raw) != bounds.width:
+            return False
+        number: float = _UNPACK[bounds.code](raw, 1)[0]
+        if math.isnan(number):  # NaN reads as null, which bounds alone allow
+            return True
+    else:
+        value = shift = 0
+        for byte in raw[1:]:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        number = value - (1 << 64) if value >= 1 << 63 else value
+    low, high = bounds.low, bounds.high
+    return (low is None or number >= low) and (high is None or number <= high)
+
+
+_UNPACK = {"d": struct.Struct("<d").unpack_from, "f": struct.Struct("<f").unpack_from}
+_STATUS_BYTE = [bytes([status]) for status in range(5)]
+
+
+def _frame(raw: list[Any]) -> bytes:
+    """``Value`` entries of stored values (``b""`` frames as an empty, null value)."""
+    lengths = list(map(len, raw))
+    if max(lengths) >= 128:
+        return b"".join(map(value_entry, raw))
+    parts: list[bytes] = [b""] * (2 * len(raw))
+    parts[0::2] = map(VALUE_PREFIX.__getitem__, lengths)
+    parts[1::2] = raw
+    return b"".join(parts)
+
+
+def _plain_statuses(raw: list[bytes | None], row_status: list[int]) -> list[int]:
+    return [
+        NOT_FOUND if r is None or s == NOT_FOUND else (s if r else NULL_VALUE)
+        for r, s in zip(raw, row_status, strict=True)
+    ]
+
+
 def _row_statuses(
     view: ViewPlan, stamps: list[bytes | None], now: float, ages: list[tuple[str, float]] | None
 ) -> list[int]:
     """Per entity row: NOT_FOUND, OUTSIDE_MAX_AGE or PRESENT for the whole view."""
     if view.max_age is None and ages is None:
         return [NOT_FOUND if s is None else PRESENT for s in stamps]
+    if ages is None:
+        return _judge_ages(stamps, now - view.max_age)  # type: ignore[operator]
     out = []
     for stamp in stamps:
         if stamp is None:
             out.append(NOT_FOUND)
             continue
         age = now - timestamp_seconds(stamp)
-        if ages is not None:
-            ages.append((view.name, age))
+        ages.append((view.name, age))
         out.append(OUTSIDE_MAX_AGE if view.max_age is not None and age > view.max_age else PRESENT)
     return out
 
 
-def _checked_statuses(feature: Any, raw: list[bytes | None], row_status: list[int]) -> list[int]:
+def _judge_ages(stamps: list[bytes | None], cutoff: float) -> list[int]:
+    """Stale when the event time is before ``cutoff``. Whole seconds decide all but the
+    rows within a second of the cutoff, which are decoded exactly."""
+    out = []
+    for stamp in stamps:
+        if stamp is None:
+            out.append(NOT_FOUND)
+            continue
+        if len(stamp) >= 6 and stamp[0] == 0x08 and _five_byte_varint(stamp):
+            seconds = (
+                (stamp[1] & 0x7F)
+                | (stamp[2] & 0x7F) << 7
+                | (stamp[3] & 0x7F) << 14
+                | (stamp[4] & 0x7F) << 21
+                | stamp[5] << 28
+            )
+            if seconds >= cutoff:
+                out.append(PRESENT)
+                continue
+            if seconds + 1 <= cutoff:
+                out.append(OUTSIDE_MAX_AGE)
+                continue
+        out.append(OUTSIDE_MAX_AGE if timestamp_seconds(stamp) < cutoff else PRESENT)
+    return out
+
+
+def _checked_statuses(
+    feature: FeaturePlan, raw: list[bytes | None], row_status: list[int], clean: bool
+) -> list[int]:
+    bounds = feature.bounds
+    if clean and bounds is not None and bounds.width and _fixed_width_valid(bounds, raw):
+        return row_status
     out = []
     check, decode, null_raw = feature.check, feature.decode, feature.null_raw
     for value, status in zip(raw, row_status, strict=True):
@@ -221,15 +338,45 @@ def _checked_statuses(feature: Any, raw: list[bytes | None], row_status: list[in
             out.append(NOT_FOUND)
             continue
         is_null = not value or value == null_raw
-        if check is not None and not check.is_valid(None if is_null else decode(value)):
+        if check is not None and not check.is_valid(
+            None if is_null or decode is None else decode(value)
+        ):
             out.append(INVALID)
         else:
             out.append(NULL_VALUE if is_null else status)
     return out
 
 
+def _fixed_width_valid(fixed: BoundsCheck, raw: list[Any]) -> bool:
+    """Whether a whole column of float or double values is inside its bounds, decoded in
+    one call; ``False`` sends the column to the per-value path (which also handles values
+    stored with another oneof)."""
+    joined = b"".join(raw)
+    count = len(raw)
+    if len(joined) != fixed.width * count or joined[:: fixed.width] != fixed.tag * count:
+        return False
+    numbers = struct.unpack(fixed.format(count), joined)
+    if fixed.low is not None and not min(numbers) >= fixed.low:
+        return False
+    return fixed.high is None or max(numbers) <= fixed.high
+
+
+def _five_byte_varint(raw: bytes) -> bool:
+    """Whether ``raw[1:6]`` is one five-byte varint: seconds from 2^28 to 2^35, 1978 to
+    3058, the event times a feature store holds."""
+    return (raw[1] & raw[2] & raw[3] & raw[4]) >= 0x80 and raw[5] < 0x80
+
+
 def timestamp_seconds(raw: bytes) -> float:
     """Seconds since the epoch of a serialized ``google.protobuf.Timestamp``."""
+    if len(raw) == 6 and raw[0] == 0x08 and _five_byte_varint(raw):  # whole seconds
+        return float(
+            (raw[1] & 0x7F)
+            | (raw[2] & 0x7F) << 7
+            | (raw[3] & 0x7F) << 14
+            | (raw[4] & 0x7F) << 21
+            | raw[5] << 28
+        )
     seconds = nanos = 0
     i, size = 0, len(raw)
     while i < size:

@@ -62,12 +62,30 @@ class KeyPlan:
 
 
 @dataclass(frozen=True)
+class BoundsCheck:
+    """The ``frost.min``/``frost.max`` of a numeric scalar field with no other rule,
+    checked on stored bytes without parsing a ``Value``. Float32/Float64 values have a
+    fixed width (``tag`` then ``width - 1`` little-endian bytes), so a whole column is
+    decoded in one call; integers are varints (``width`` 0)."""
+
+    tag: bytes
+    width: int
+    code: str
+    low: float | None
+    high: float | None
+
+    def format(self, count: int) -> str:
+        return "<" + ("x" + self.code) * count
+
+
+@dataclass(frozen=True)
 class FeaturePlan:
     name: str
     index: int  # position in the group's HMGET reply
     check: FieldCheck | None
     decode: Callable[[bytes | None], Any] | None  # only for checked features
     null_raw: bytes | None  # a stored encoding that means null (Feast's null timestamp)
+    bounds: BoundsCheck | None = None  # a faster path for ``check``, when it has one
 
 
 @dataclass(frozen=True)
@@ -227,7 +245,27 @@ def _feature_plan(
         check=check,
         decode=make_decoder(type_) if check is not None else None,
         null_raw=null_raw,
+        bounds=_bounds_check(check, type_) if check is not None else None,
     )
+
+
+# Value oneofs: double_val is field 5 (wire type 1: 8 bytes), float_val 6 (wire type 5:
+# 4 bytes), int64_val 4 and int32_val 3 (wire type 0: varint).
+_LAYOUTS = {
+    Scalar.DOUBLE: (b"\x29", 9, "d"),
+    Scalar.FLOAT: (b"\x35", 5, "f"),
+    Scalar.INT64: (b"\x20", 0, ""),
+    Scalar.INT32: (b"\x18", 0, ""),
+}
+
+
+def _bounds_check(check: FieldCheck, type_: FeatureType) -> BoundsCheck | None:
+    layout = _LAYOUTS.get(type_.scalar)
+    rule = check.contract
+    if layout is None or type_.is_list or rule.not_null or rule.allowed_values is not None:
+        return None  # not_null must also catch NaN: left to the per-value path
+    low, high = check.bounds
+    return BoundsCheck(layout[0], layout[1], layout[2], low, high)
 
 
 def _varint(value: int) -> bytes:

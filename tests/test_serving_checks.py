@@ -1,0 +1,72 @@
+"""The server's fast contract checks on stored bytes agree with ``FieldCheck.is_valid`` on
+the parsed value (the rule every other path uses)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from feast.protos.feast.types.Value_pb2 import Value
+from hypothesis import given
+from hypothesis import strategies as st
+
+from frost.checks import FieldCheck
+from frost.codec import FeatureType, Scalar, make_decoder
+from frost.contracts import FieldContract
+from serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages, timestamp_seconds
+from serving._plan import _bounds_check
+
+KINDS = {
+    Scalar.DOUBLE: ("double_val", st.floats(allow_nan=True)),
+    Scalar.FLOAT: ("float_val", st.floats(width=32, allow_nan=True)),
+    Scalar.INT64: ("int64_val", st.integers(-(2**63), 2**63 - 1)),
+    Scalar.INT32: ("int32_val", st.integers(-(2**31), 2**31 - 1)),
+}
+BOUND = st.none() | st.integers(-1000, 1000)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[FieldCheck, Any, list[bytes]]:
+    scalar = draw(st.sampled_from(list(KINDS)))
+    low, high = draw(BOUND), draw(BOUND)
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    type_ = FeatureType(scalar)
+    check = FieldCheck(FieldContract("f", type_, min=low, max=high))
+    oneof, values = KINDS[scalar]
+    stored = [
+        Value(**{oneof: v}).SerializeToString()
+        for v in draw(st.lists(values, min_size=1, max_size=20))
+    ]
+    return check, type_, stored
+
+
+@given(cases())
+def test_fast_bounds_agree_with_is_valid(case: tuple[FieldCheck, Any, list[bytes]]) -> None:
+    check, type_, stored = case
+    bounds = _bounds_check(check, type_)
+    assert bounds is not None
+    decode = make_decoder(type_)
+    expected = [check.is_valid(decode(raw)) for raw in stored]
+    assert [_in_bounds(bounds, raw) for raw in stored] == expected
+    if bounds.width:
+        assert _fixed_width_valid(bounds, stored) == all(expected)
+
+
+def test_a_value_stored_with_another_oneof_takes_the_general_path() -> None:
+    type_ = FeatureType(Scalar.DOUBLE)
+    bounds = _bounds_check(FieldCheck(FieldContract("f", type_, min=0, max=1)), type_)
+    assert bounds is not None
+    assert not _in_bounds(bounds, Value(float_val=0.5).SerializeToString())
+    assert not _fixed_width_valid(bounds, [Value(float_val=0.5).SerializeToString()])
+
+
+@given(st.integers(0, 2**34), st.integers(0, 999_999), st.floats(0, 2**34))
+def test_staleness_by_whole_seconds_is_exact(seconds: int, micros: int, cutoff: float) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    raw = Timestamp(seconds=seconds, nanos=micros * 1000).SerializeToString()
+    assert timestamp_seconds(raw) == seconds + micros * 1000 / 1e9
+    stale = seconds + micros / 1e6 < cutoff
+    assert _judge_ages([raw], cutoff) == [4 if stale else 1]
+    assert np.isclose(timestamp_seconds(raw), Timestamp.FromString(raw).ToMicroseconds() / 1e6)
