@@ -842,8 +842,10 @@ def print_header(args: argparse.Namespace, machine: str) -> None:
     print(f"- Servers, 1 worker each: max req/s from h2load, about {args.seconds} s of requests "
           f"after {WARM_UP_SECONDS} s of warm-up (gRPC h2c: -c {args.grpc_clients} "
           f"-m {args.grpc_streams}; HTTP/1.1: -c {args.http_clients}); p50/p99 from h2load's "
-          "per-request log at the fixed offered load (4 connections, up to 4 streams each on "
-          "h2c), send to last byte. feast serve runs with "
+          "per-request log at the fixed offered load (1 connection, 1 request in flight, "
+          "requests started on a schedule: h2load --rps), send to last byte; the paced raw "
+          "floor runs at the same rate; 'back to back' rows send the next request when the "
+          "last one is answered. feast serve runs with "
           f"--max-requests {args.feast_max_requests}.")  # fmt: skip
     print("- h2load replays one body per server and batch size (the same entities each time); "
           "one request per server was checked first: Frost's values equal the SDK's byte for "
