@@ -5,6 +5,7 @@ the same file as the Feast repo they belong to::
 
     frost:
       quarantine_path: data/quarantine     # relative paths are relative to the repo
+      stream_log_path: data/stream_log     # the ingestor appends what it writes (default: off)
       spark:
         master: local[*]                   # or spark://host:7077, yarn, k8s://...
         conf:
@@ -48,10 +49,18 @@ class FrostSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     quarantine_path: str = "data/quarantine"
+    stream_log_path: str | None = None
     spark: SparkSettings = Field(default_factory=SparkSettings)
 
     def quarantine_dir(self, repo: Path) -> Path:
         path = Path(self.quarantine_path)
+        return path if path.is_absolute() else repo / path
+
+    def stream_log_dir(self, repo: Path) -> Path | None:
+        """Where the ingestor appends what it writes (None: it does not)."""
+        if self.stream_log_path is None:
+            return None
+        path = Path(self.stream_log_path)
         return path if path.is_absolute() else repo / path
 
 

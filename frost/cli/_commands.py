@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
-from frost.cli import _batch, _ingest, _serve
+from frost.cli import _batch, _ingest, _offline, _serve
 from frost.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
@@ -334,6 +334,7 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     register_write,
     register_get,
     _batch.register,
+    _offline.register,
     _ingest.register,
     _serve.register,
     register_demo,

@@ -98,6 +98,8 @@ def read_source(spark: Any, plan: SourcePlan) -> Any:
             frame = spark.table(plan.location)
         elif plan.kind == "query":
             frame = spark.sql(plan.location)
+        elif plan.file_format == "parquet" and "://" not in plan.location:
+            frame = read_parquet(spark, Path(plan.location))
         else:
             frame = spark.read.format(plan.file_format).load(plan.location)
     except Exception as exc:  # Spark raises AnalysisException and friends from py4j
@@ -114,6 +116,41 @@ def read_source(spark: Any, plan: SourcePlan) -> Any:
             frame = frame.withColumnRenamed(source_name, name)
     check_schema(frame, plan)
     return frame
+
+
+def read_parquet(spark: Any, path: Path) -> Any:
+    """A local parquet file or directory as a DataFrame. Timestamps stored in nanoseconds
+    (pandas writes them so by default), which Spark refuses to read, are read as integers
+    and turned into Spark timestamps (microseconds)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    nanos = []
+    if files:
+        schema = pq.read_schema(files[0])
+        nanos = [
+            f.name for f in schema
+            if f.type.id == pa_timestamp_id() and getattr(f.type, "unit", "") == "ns"
+        ]  # fmt: skip
+    if not nanos:
+        return spark.read.parquet(str(path))
+    previous = spark.conf.get("spark.sql.legacy.parquet.nanosAsLong", "false")
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    try:
+        frame = spark.read.parquet(str(path))
+        frame = frame.select(frame.columns)  # resolve the schema while the setting holds
+    finally:
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", previous)
+    for name in nanos:
+        frame = frame.withColumn(name, F.timestamp_micros(F.floor(F.col(name) / 1000)))
+    return frame
+
+
+def pa_timestamp_id() -> int:
+    import pyarrow as pa
+
+    return int(pa.timestamp("us").id)
 
 
 def check_schema(frame: Any, plan: SourcePlan) -> None:

@@ -17,6 +17,9 @@ _DEFAULTS = {
     "spark.app.name": "frost-materialize",
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
+    # Parquet timestamps as UTC instants in microseconds, which pandas and pyarrow read as
+    # tz-aware UTC (Spark's default, INT96, reads back as naive nanoseconds).
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
     "spark.sql.adaptive.enabled": "true",
     # Let adaptive execution coalesce shuffle partitions of the persisted job output too;

@@ -20,6 +20,7 @@ from pipelines.streaming._dead_letters import DeadLetters, ensure_topics
 from pipelines.streaming._decode import Decoded, Reject, decode_batch
 from pipelines.streaming._ingestor import Ingestor, IngestReport, IngestSettings
 from pipelines.streaming._metrics import IngestMetrics
+from pipelines.streaming._offline_log import OfflineLog
 from pipelines.streaming._plan import StreamPlan, dead_letter_topic, stream_plans
 
 __all__ = [
@@ -93,9 +94,11 @@ def ingest(
     log.info("ingesting %s from %s as group %s", ", ".join(topics), servers, group)
     dead_letters = DeadLetters(producer)
     with OnlineStore.from_config(repo.online_config, repo.project) as store:
+        log_dir = repo.settings.stream_log_dir(repo.path)
         ingestor = Ingestor(
-            plans, store, consumer, dead_letters=dead_letters, metrics=metrics, settings=settings
-        )
+            plans, store, consumer, dead_letters=dead_letters, metrics=metrics, settings=settings,
+            offline_log=OfflineLog(log_dir) if log_dir is not None else None,
+        )  # fmt: skip
         try:
             return ingestor.run(stop or threading.Event())
         finally:

@@ -4,6 +4,7 @@
       → per view: decode (bad messages → dead letters), UDF, contracts
           (a broken field is nulled; a row that cannot be saved that way is dead-lettered)
       → newer-wins write to Redis (retried with backoff while Redis is unreachable)
+      → appended to the offline log, when one is configured
       → dead letters acknowledged by the broker
       → offsets committed
 
@@ -30,6 +31,7 @@ from frost.online import OnlineStore, PendingWrite, WriteStats
 from pipelines.streaming._dead_letters import DeadLetters
 from pipelines.streaming._decode import EVENT_TIME, BatchDecoder, Decoded, Reject
 from pipelines.streaming._metrics import IngestMetrics
+from pipelines.streaming._offline_log import OfflineLog
 from pipelines.streaming._plan import StreamPlan
 
 log = logging.getLogger("frost.ingest")
@@ -95,6 +97,7 @@ class Ingestor:
         dead_letters: DeadLetters,
         metrics: IngestMetrics,
         settings: IngestSettings,
+        offline_log: OfflineLog | None = None,
     ) -> None:
         self._plans_by_topic: dict[str, list[StreamPlan]] = defaultdict(list)
         for plan in plans:
@@ -106,6 +109,7 @@ class Ingestor:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._settings = settings
+        self._offline_log = offline_log
         self._stash: dict[Any, list[Any]] = {}
         self._last_lag = 0.0
 
@@ -202,6 +206,8 @@ class Ingestor:
             if stats is None:
                 stats = self._write(write.plan, write.table, stop)
             self._record(write.plan, write.table, stats, report)
+            if self._offline_log is not None:
+                self._offline_log.append(write.plan.view.name, write.table, EVENT_TIME)
         self._dead_letters.flush(timeout=10)
         self._commit(in_flight.batch)
         report.batches += 1
