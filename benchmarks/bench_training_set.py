@@ -45,14 +45,16 @@ from feast.value_type import ValueType
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 views = []
 for name in {views!r}:
-    views.append(FeatureView(
+    # module-level names: feast apply only finds objects bound to module variables
+    globals()[name] = FeatureView(
         name=name,
         entities=[user],
         ttl=timedelta(days=7),
         schema=[Field(name="user_id", dtype=Int64)]
         + [Field(name=f"{{name}}_f{{i}}", dtype=Float64) for i in range({features})],
         source=FileSource(path=f"data/{{name}}.parquet", timestamp_field="event_timestamp"),
-    ))
+    )
+    views.append(globals()[name])
 bench_service = FeatureService(name="bench_service", features=views)
 """
 FEAST_JOB = """
@@ -76,7 +78,7 @@ def make_repo(directory: Path, args: argparse.Namespace) -> Path:
         "project": "bench_offline",
         "provider": "local",
         "registry": "data/registry.db",
-        "online_store": {"type": "sqlite", "path": "data/online.db"},
+        "online_store": {"type": "redis", "connection_string": args.redis},
         "offline_store": {"type": "file"},
         "entity_key_serialization_version": 3,
     }
@@ -101,8 +103,12 @@ def make_repo(directory: Path, args: argparse.Namespace) -> Path:
         }
     )
     pq.write_table(entities, directory / "entities.parquet")
-    subprocess.run([sys.executable, "-m", "frost", "apply"], cwd=repo, check=True,
-                   capture_output=True)  # fmt: skip
+    applied = subprocess.run(
+        [sys.executable, "-m", "frost", "apply"], cwd=repo, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    if applied.returncode != 0:
+        raise SystemExit(f"frost apply failed:\n{applied.stdout}{applied.stderr}")
     return repo
 
 
@@ -131,7 +137,11 @@ def main() -> None:
     parser.add_argument("--skip-feast", action="store_true")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    with tempfile.TemporaryDirectory() as temp:
+    from frost.services import RedisServer
+
+    # Unused by either contender; Frost's repos keep their online store in Redis.
+    with tempfile.TemporaryDirectory() as temp, RedisServer().start() as redis_server:
+        args.redis = redis_server.connection_string
         work = Path(temp)
         repo = make_repo(work, args)
         entities = work / "entities.parquet"
