@@ -70,3 +70,23 @@ def test_staleness_by_whole_seconds_is_exact(seconds: int, micros: int, cutoff: 
     stale = seconds + micros / 1e6 < cutoff
     assert _judge_ages([raw], cutoff) == [4 if stale else 1]
     assert np.isclose(timestamp_seconds(raw), Timestamp.FromString(raw).ToMicroseconds() / 1e6)
+
+
+def test_generated_proto_modules_match_the_proto(tmp_path: Any) -> None:
+    """serving/proto/*_pb2*.py are generated (`make protos`); they must not drift."""
+    import shutil
+    from pathlib import Path
+
+    from grpc_tools import protoc
+
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path / "serving" / "proto"
+    target.mkdir(parents=True)
+    shutil.copy(root / "serving" / "proto" / "frost_serving.proto", target)
+    code = protoc.main(
+        ["protoc", f"-I{tmp_path}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",
+         str(target / "frost_serving.proto")]
+    )  # fmt: skip
+    assert code == 0
+    for name in ("frost_serving_pb2.py", "frost_serving_pb2_grpc.py"):
+        assert (target / name).read_text() == (root / "serving" / "proto" / name).read_text()
