@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from frost.codec import timestamp_seconds, whole_seconds
 from frost.errors import BadInput
 from serving._plan import BoundsCheck, FeaturePlan, GroupPlan, LookupPlan, ViewPlan, metadata
 from serving._redis import AsyncRedis, Reply
@@ -307,14 +308,8 @@ def _judge_ages(stamps: list[bytes | None], cutoff: float) -> list[int]:
         if stamp is None:
             out.append(NOT_FOUND)
             continue
-        if len(stamp) >= 6 and stamp[0] == 0x08 and _five_byte_varint(stamp):
-            seconds = (
-                (stamp[1] & 0x7F)
-                | (stamp[2] & 0x7F) << 7
-                | (stamp[3] & 0x7F) << 14
-                | (stamp[4] & 0x7F) << 21
-                | stamp[5] << 28
-            )
+        seconds = whole_seconds(stamp)
+        if seconds is not None:
             if seconds >= cutoff:
                 out.append(PRESENT)
                 continue
@@ -359,39 +354,3 @@ def _fixed_width_valid(fixed: BoundsCheck, raw: list[Any]) -> bool:
     if fixed.low is not None and not min(numbers) >= fixed.low:
         return False
     return fixed.high is None or max(numbers) <= fixed.high
-
-
-def _five_byte_varint(raw: bytes) -> bool:
-    """Whether ``raw[1:6]`` is one five-byte varint: seconds from 2^28 to 2^35, 1978 to
-    3058, the event times a feature store holds."""
-    return (raw[1] & raw[2] & raw[3] & raw[4]) >= 0x80 and raw[5] < 0x80
-
-
-def timestamp_seconds(raw: bytes) -> float:
-    """Seconds since the epoch of a serialized ``google.protobuf.Timestamp``."""
-    if len(raw) == 6 and raw[0] == 0x08 and _five_byte_varint(raw):  # whole seconds
-        return float(
-            (raw[1] & 0x7F)
-            | (raw[2] & 0x7F) << 7
-            | (raw[3] & 0x7F) << 14
-            | (raw[4] & 0x7F) << 21
-            | raw[5] << 28
-        )
-    seconds = nanos = 0
-    i, size = 0, len(raw)
-    while i < size:
-        tag = raw[i]
-        i += 1
-        value = shift = 0
-        while i < size:
-            byte = raw[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        if tag == 0x08:
-            seconds = value - (1 << 64) if value >= 1 << 63 else value
-        elif tag == 0x10:
-            nanos = value
-    return seconds + nanos / 1e9

@@ -19,7 +19,7 @@ from frost.codec import FeatureType, JoinKey, Scalar, field_hash, make_decoder, 
 from frost.contracts import ViewContract
 from frost.errors import BadInput, UnknownObject
 from frost.schema import ViewSchema
-from serving._wire import length_delimited, string_entries
+from serving._wire import length_delimited, string_entries, varint
 
 __all__ = ["FeaturePlan", "GroupPlan", "KeyPlan", "LookupPlan", "ViewPlan", "compile_plan"]
 
@@ -238,7 +238,7 @@ def _feature_plan(
     null_raw = None
     if type_ == FeatureType(Scalar.UNIX_TIMESTAMP):
         # Feast stores a null timestamp as INT64_MIN seconds (field 8, varint of 2**63).
-        null_raw = b"\x40" + _varint(2**63)
+        null_raw = b"\x40" + varint(2**63)
     return FeaturePlan(
         name=name,
         index=index,
@@ -266,15 +266,6 @@ def _bounds_check(check: FieldCheck, type_: FeatureType) -> BoundsCheck | None:
         return None  # not_null must also catch NaN: left to the per-value path
     low, high = check.bounds
     return BoundsCheck(layout[0], layout[1], layout[2], low, high)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def metadata(entity_names: Sequence[str], plan: LookupPlan, full_names: bool) -> bytes:

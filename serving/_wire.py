@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from frost.codec import varint_bytes
+
 __all__ = [
     "EMPTY_TIMESTAMP",
     "EMPTY_VALUE",
@@ -18,13 +20,7 @@ __all__ = [
 ]
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+varint = varint_bytes
 
 
 # Length prefixes of short payloads, the common case, looked up instead of computed.

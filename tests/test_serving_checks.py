@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from frost.checks import FieldCheck
-from frost.codec import FeatureType, Scalar, make_decoder
+from frost.codec import FeatureType, Scalar, make_decoder, timestamp_seconds
 from frost.contracts import FieldContract
-from serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages, timestamp_seconds
+from serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages
 from serving._plan import _bounds_check
 
 KINDS = {

@@ -37,3 +37,16 @@ def positive_duration(text: str) -> timedelta:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def spark_conf(items: list[str]) -> dict[str, str]:
+    """``--spark-conf KEY=VALUE`` flags as a dict."""
+    from frost.errors import BadInput
+
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--spark-conf: '{item}' is not KEY=VALUE")
+        conf[key] = value
+    return conf

@@ -9,8 +9,7 @@ from typing import Any
 
 from frost._durations import parse_duration
 from frost._format import format_table
-from frost.cli._args import positive_duration, timestamp
-from frost.errors import BadInput
+from frost.cli._args import positive_duration, spark_conf, timestamp
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -63,12 +62,7 @@ def register(commands: Subparsers) -> None:
 
 
 def _options(args: argparse.Namespace, repo: FeatureRepo) -> dict[str, Any]:
-    conf = {}
-    for item in args.spark_conf:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--spark-conf: '{item}' is not KEY=VALUE")
-        conf[key] = value
+    conf = spark_conf(args.spark_conf)
     views = [v.strip() for v in args.views.split(",") if v.strip()] if args.views else None
     return {
         "views": views,

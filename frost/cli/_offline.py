@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_table
-from frost.errors import BadInput
+from frost.cli._args import spark_conf
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -42,12 +42,7 @@ def run_training_set(args: argparse.Namespace) -> int:
     from pipelines.offline import training_set
 
     repo = FeatureRepo.open(args.repo)
-    conf = {}
-    for item in args.spark_conf:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--spark-conf: '{item}' is not KEY=VALUE")
-        conf[key] = value
+    conf = spark_conf(args.spark_conf)
     report = training_set(
         repo,
         args.service,

@@ -7,6 +7,9 @@ from frost.codec._keys import (
     event_time_micros,
     field_hash,
     timestamp_field,
+    timestamp_seconds,
+    varint_bytes,
+    whole_seconds,
 )
 from frost.codec._segments import Segments, concat, decimal
 from frost.codec._types import FeatureType, Scalar
@@ -36,5 +39,8 @@ __all__ = [
     "normalize",
     "python_value",
     "timestamp_field",
+    "timestamp_seconds",
     "value_tag",
+    "varint_bytes",
+    "whole_seconds",
 ]

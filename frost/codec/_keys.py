@@ -119,6 +119,58 @@ class EntityKeyEncoder:
         return [struct.pack("<I", type_number), length_words, payload]
 
 
+def varint_bytes(value: int) -> bytes:
+    """One non-negative integer as a protobuf varint."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def whole_seconds(raw: bytes) -> int | None:
+    """The seconds of a serialized ``Timestamp`` when they take five varint bytes (2^28 to
+    2^35 s: 1978 to 3058, the event times a feature store holds); else None."""
+    if len(raw) < 6 or raw[0] != 0x08 or raw[5] >= 0x80:
+        return None
+    if (raw[1] & raw[2] & raw[3] & raw[4]) < 0x80:
+        return None
+    return (
+        (raw[1] & 0x7F)
+        | (raw[2] & 0x7F) << 7
+        | (raw[3] & 0x7F) << 14
+        | (raw[4] & 0x7F) << 21
+        | raw[5] << 28
+    )
+
+
+def timestamp_seconds(raw: bytes) -> float:
+    """Seconds since the epoch of a serialized ``google.protobuf.Timestamp``."""
+    if len(raw) == 6:
+        seconds = whole_seconds(raw)
+        if seconds is not None:
+            return float(seconds)
+    seconds = nanos = 0
+    i, size = 0, len(raw)
+    while i < size:
+        tag = raw[i]
+        i += 1
+        value = shift = 0
+        while i < size:
+            byte = raw[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        if tag == 0x08:
+            seconds = value - (1 << 64) if value >= 1 << 63 else value
+        elif tag == 0x10:
+            nanos = value
+    return seconds + nanos / 1e9
+
+
 def event_time_micros(column: pa.Array | pa.ChunkedArray, where: str) -> npt.NDArray[np.int64]:
     """Event times as integer microseconds since the epoch (naive times are UTC).
 

@@ -38,13 +38,9 @@ _FIXED_WIDTH = {Scalar.DOUBLE: "<f8", Scalar.FLOAT: "<f4"}
 
 def tag_bytes(field_number: int, wire_type: int) -> bytes:
     """A protobuf field tag (``field << 3 | wire type``) as a varint."""
-    value = (field_number << 3) | wire_type
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    from frost.codec._keys import varint_bytes
+
+    return varint_bytes((field_number << 3) | wire_type)
 
 
 def value_tag(type_: FeatureType) -> bytes:

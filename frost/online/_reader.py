@@ -23,6 +23,7 @@ from frost.codec import (
     decode_column,
     field_hash,
     timestamp_field,
+    timestamp_seconds,
 )
 from frost.errors import OnlineStoreError, SchemaMismatch
 from frost.online._resp import Part, bulk, bulk_rows, command_header
@@ -186,27 +187,7 @@ def _unpack(slot: _ViewSlot, replies: list[Any]) -> ViewRows:
 
 
 def _timestamp_seconds(raw: bytes | None) -> float | None:
-    """Seconds since the epoch from a serialized ``google.protobuf.Timestamp``."""
-    if raw is None:
-        return None
-    seconds = nanos = 0
-    i, size = 0, len(raw)
-    while i < size:
-        tag = raw[i]
-        i += 1
-        value = shift = 0
-        while i < size:
-            byte = raw[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        if tag == 0x08:
-            seconds = value - (1 << 64) if value >= 1 << 63 else value
-        elif tag == 0x10:
-            nanos = value
-    return seconds + nanos / 1e9
+    return None if raw is None else timestamp_seconds(raw)
 
 
 def _entity_columns(entities: Mapping[str, Sequence[Any] | pa.Array]) -> dict[str, pa.Array]:
