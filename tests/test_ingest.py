@@ -305,10 +305,14 @@ def test_two_ingestors_in_one_group_split_the_partitions(
             lambda: None not in matches(s.repo, users),
             60, "all events",
         )  # fmt: skip
-        rows = [
-            _metric(p, "frost_ingest_rows_written_total", 'view="user_session_live"') for p in ports
-        ]
-        assert sum(rows) == 400 and all(r > 0 for r in rows)
+
+        def written() -> list[float]:
+            name, labels = "frost_ingest_rows_written_total", 'view="user_session_live"'
+            return [_metric(p, name, labels) for p in ports]
+
+        # Redis has the rows a moment before each ingestor counts them: wait for the counts.
+        wait_until(lambda: sum(written()) == 400, 30, "both ingestors to count their rows")
+        assert all(r > 0 for r in written())
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
