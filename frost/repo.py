@@ -114,6 +114,13 @@ class FeatureRepo:
             )
         return RedisStoreConfig.from_feast(config.online_store)
 
+    def with_online_store(self, config: RedisStoreConfig) -> FeatureRepo:
+        """This repo with another Redis than its ``feature_store.yaml`` names (e.g. from an
+        Airflow Connection); Feast's own settings are unchanged."""
+        clone = FeatureRepo(self.path)
+        clone.__dict__["online_config"] = config  # what the cached property would hold
+        return clone
+
     @cached_property
     def settings(self) -> FrostSettings:
         """Frost's settings: the ``frost:`` section of ``feature_store.yaml``.

@@ -29,9 +29,13 @@ from pipelines.batch._sources import SourcePlan, read_source, source_plan
 from pipelines.batch._spark import SessionStarter
 
 __all__ = [
+    "Freshness",
     "MaterializeReport",
     "ViewReport",
     "backfill",
+    "batch_view_names",
+    "chunk_windows",
+    "freshness",
     "materialize",
     "materialize_incremental",
 ]
@@ -125,17 +129,77 @@ def backfill(
 ) -> MaterializeReport:
     """Materialize ``[start, end)`` in chunks, oldest first. Newer-wins writes mean values
     fresher than a chunk (e.g. from streaming) stay; re-running is harmless."""
+    chunks = chunk_windows(start, end, chunk)
+    options = _Options(views, spark, spark_settings, quarantine_dir, report_progress)
+    return _run(repo, lambda _view: chunks, options)
+
+
+def chunk_windows(start: datetime, end: datetime, chunk: timedelta) -> list[Window]:
+    """``[start, end)`` cut into windows of ``chunk``, oldest first (the last may be short)."""
     start, end = _utc(start, "--start"), _utc(end, "--end")
     _check_window(start, end)
     if chunk.total_seconds() <= 0:
         raise BadInput("--chunk must be positive")
-    chunks = []
+    windows = []
     cursor = start
     while cursor < end:
-        chunks.append((cursor, min(cursor + chunk, end)))
+        windows.append((cursor, min(cursor + chunk, end)))
         cursor += chunk
-    options = _Options(views, spark, spark_settings, quarantine_dir, report_progress)
-    return _run(repo, lambda _view: chunks, options)
+    return windows
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current one view's materialization is against its freshness bound."""
+
+    view: str
+    materialized_until: datetime | None  # end of its latest recorded interval
+    max_staleness: timedelta | None
+    now: datetime
+
+    @property
+    def stale(self) -> bool:
+        if self.max_staleness is None:
+            return False
+        if self.materialized_until is None:
+            return True
+        return self.now - self.materialized_until > self.max_staleness
+
+    def describe(self) -> str:
+        until = self.materialized_until.isoformat() if self.materialized_until else "never"
+        bound = str(self.max_staleness) if self.max_staleness else "no bound"
+        state = "STALE" if self.stale else "fresh"
+        return f"{self.view}: materialized until {until}, bound {bound}: {state}"
+
+
+def freshness(
+    repo: FeatureRepo, views: Sequence[str] | None = None, now: datetime | None = None
+) -> list[Freshness]:
+    """Per batch view, the end of its latest materialization (from the registry) against
+    its ``frost.max_staleness`` (else its ttl)."""
+    now = _utc(now or datetime.now(UTC), "now")
+    feast_views = repo.feast_views()
+    contracts = repo.contracts()
+    names = list(views) if views else batch_view_names(repo)
+    out = []
+    for name in names:
+        if name not in feast_views:
+            raise UnknownObject(f"unknown feature view '{name}'")
+        until = feast_views[name].most_recent_end_time
+        bound = contracts[name].freshness.max_staleness
+        out.append(Freshness(name, _utc(until, "end") if until else None, bound, now))
+    return out
+
+
+def batch_view_names(repo: FeatureRepo) -> list[str]:
+    """Views materialized from a batch source (stream views are kept fresh by ingestion)."""
+    return sorted(
+        name
+        for name, view in repo.feast_views().items()
+        if getattr(view, "online", True)
+        and view.batch_source is not None
+        and getattr(view, "stream_source", None) is None
+    )
 
 
 # ---------------------------------------------------------------------------------------------

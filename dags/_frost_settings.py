@@ -1,0 +1,53 @@
+"""Where the DAGs find Frost's settings: Airflow Variables and Connections, else the
+environment. Read inside tasks only, never while a DAG file is parsed.
+
+* Variable ``frost_repo`` (else ``$FROST_REPO``): the Feast repo directory;
+* Variable ``frost_spark_master`` (else ``$FROST_SPARK_MASTER``, else the repo's
+  ``frost.spark.master``): the Spark master URL;
+* Connection ``frost_redis`` (optional, e.g. ``AIRFLOW_CONN_FROST_REDIS=redis://:pw@host:6379/0``):
+  the Redis to write to, instead of the one in ``feature_store.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def frost_repo() -> Any:
+    from frost.online import RedisStoreConfig
+    from frost.repo import FeatureRepo
+
+    repo = FeatureRepo.open(_variable("frost_repo") or os.environ.get("FROST_REPO"))
+    connection = _connection("frost_redis")
+    if connection is None:
+        return repo
+    params = [f"password={connection.password}"] if connection.password else []
+    if connection.schema and connection.schema != "0":
+        params.append(f"db={connection.schema}")
+    text = ",".join([f"{connection.host}:{connection.port or 6379}", *params])
+    cluster = (connection.extra_dejson or {}).get("cluster", False)
+    return repo.with_online_store(RedisStoreConfig.from_connection_string(text, cluster=cluster))
+
+
+def spark_settings(repo: Any) -> Any:
+    return repo.settings.spark.with_overrides(_variable("frost_spark_master"))
+
+
+def _variable(name: str) -> str | None:
+    from airflow.sdk import Variable
+
+    try:
+        value = Variable.get(name, default=None)
+    except Exception:  # no metadata database or API server reachable: use the environment
+        return None
+    return str(value) if value else None
+
+
+def _connection(name: str) -> Any:
+    from airflow.sdk import Connection
+
+    try:
+        return Connection.get(name)
+    except Exception:  # not defined
+        return None
