@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from frost.errors import BadInput, FrostError, OnlineStoreUnavailable
+from frost.errors import BadInput, FrostError, ServiceStartError
 from serving._config import ClientSpec, ServeSettings
 from serving._lookup import Counts, entity_columns, lookup
 from serving._metrics import ServerMetrics
@@ -282,7 +282,7 @@ def build_server(
     else:
         bound = grpc_server.add_insecure_port(address)
     if bound == 0:
-        raise OnlineStoreUnavailable(f"cannot listen on {address}")  # replaced by caller
+        raise ServiceStartError(f"frost serve cannot listen on {address} (port in use?)")
     return grpc_server
 
 
