@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 import redis
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks._bench_repo import write_repo  # noqa: E402
 
 TOPIC = "bench_events"
 VIEW = "bench_stream"
@@ -95,17 +95,7 @@ def event(user: int, seq: int, when: float, rng: np.random.Generator) -> dict[st
 
 def make_repo(directory: Path, redis_connection: str, bootstrap: str) -> Path:
     repo = directory / "repo"
-    (repo / "data").mkdir(parents=True)
-    config = {
-        "project": "bench",
-        "provider": "local",
-        "registry": "data/registry.db",
-        "online_store": {"type": "redis", "connection_string": redis_connection},
-        "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    (repo / "definitions.py").write_text(DEFINITIONS.replace("BOOTSTRAP", bootstrap))
+    write_repo(repo, "bench", redis_connection, DEFINITIONS.replace("BOOTSTRAP", bootstrap))
     subprocess.run(
         [str(Path(sys.executable).parent / "frost"), "--repo", str(repo), "apply"],
         check=True, capture_output=True,

@@ -33,10 +33,10 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks._bench_repo import write_repo  # noqa: E402
 
 START, END = "2026-10-01T00:00:00", "2026-11-01T00:00:00"
 DEFINITIONS = """
@@ -80,18 +80,13 @@ def write_source(path: Path, entities: int, features: int, seed: int = 1) -> Non
 
 def make_repo(directory: Path, connection: str, features: int, feast_batch: int) -> Path:
     repo = directory / "repo"
-    (repo / "data").mkdir(parents=True)
-    config = {
-        "project": "bench",
-        "provider": "local",
-        "registry": "data/registry.db",
-        "online_store": {"type": "redis", "connection_string": connection},
-        "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
-        "materialization_config": {"online_write_batch_size": feast_batch},
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    (repo / "definitions.py").write_text(f"FEATURES = {features}\n" + DEFINITIONS)
+    write_repo(
+        repo,
+        "bench",
+        connection,
+        f"FEATURES = {features}\n" + DEFINITIONS,
+        materialization_config={"online_write_batch_size": feast_batch},
+    )
     return repo
 
 

@@ -54,10 +54,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import redis
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks._bench_repo import write_repo  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PROJECT = "bench"
@@ -135,17 +135,7 @@ def extra_services_source(count: int, seed: int = 7) -> str:
 
 def make_repo(directory: Path, redis_connection: str) -> Path:
     repo = directory / "repo"
-    (repo / "data").mkdir(parents=True)
-    config = {
-        "project": PROJECT,
-        "provider": "local",
-        "registry": "data/registry.db",
-        "online_store": {"type": "redis", "connection_string": redis_connection},
-        "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    (repo / "definitions.py").write_text(definitions_source())
+    write_repo(repo, PROJECT, redis_connection, definitions_source())
     apply_repo(repo)
     return repo
 

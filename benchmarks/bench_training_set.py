@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks._bench_repo import write_repo  # noqa: E402
 from benchmarks.bench_materialize import Sampled, run_measured  # noqa: E402
 
 VIEWS = ("stats_a", "stats_b", "stats_c")
@@ -73,17 +73,9 @@ print(f"feast: {len(frame)} rows")
 
 def make_repo(directory: Path, args: argparse.Namespace) -> Path:
     repo = directory / "repo"
-    (repo / "data").mkdir(parents=True)
-    config = {
-        "project": "bench_offline",
-        "provider": "local",
-        "registry": "data/registry.db",
-        "online_store": {"type": "redis", "connection_string": args.redis},
-        "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    (repo / "definitions.py").write_text(DEFINITIONS.format(views=VIEWS, features=FEATURES))
+    write_repo(
+        repo, "bench_offline", args.redis, DEFINITIONS.format(views=VIEWS, features=FEATURES)
+    )
     rng = np.random.default_rng(3)
     for view in VIEWS:
         rows = args.users * args.history

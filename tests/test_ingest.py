@@ -339,12 +339,7 @@ def test_crashes_lose_nothing_and_never_regress(
     assert sum(v is not None for v in matches(s.repo, users)) > 30, "the killed ingestors wrote"
     final = _start_cli(s)
     try:
-        latest = producer.latest
-        wait_until(
-            lambda: matches(s.repo, users)
-            == [latest[u] for u in users],
-            120, "every entity to hold its latest event",
-        )  # fmt: skip
+        _wait_for_latest(s, users, producer.latest)
     finally:
         final.send_signal(signal.SIGTERM)
         final.wait(60)
@@ -380,12 +375,7 @@ def test_redis_restart_and_paused_broker_lose_nothing(
     finally:
         producer.stop()
     try:
-        latest = producer.latest
-        wait_until(
-            lambda: matches(s.repo, users)
-            == [latest[u] for u in users],
-            120, "every entity to hold its latest event",
-        )  # fmt: skip
+        _wait_for_latest(s, users, producer.latest)
     finally:
         stop.set()
         thread.join(60)
@@ -431,6 +421,13 @@ class _Producer:
             self.error = exc
         finally:
             producer.close()
+
+
+def _wait_for_latest(s: StreamRepo, users: list[int], latest: dict[int, Any]) -> None:
+    wait_until(
+        lambda: matches(s.repo, users) == [latest[u] for u in users],
+        120, "every entity to hold its latest event",
+    )  # fmt: skip
 
 
 def _start_cli(s: StreamRepo, metrics_port: int | None = None) -> subprocess.Popen[str]:
