@@ -9,7 +9,7 @@ STAMP := $(VENV)/.frost-installed-$(shell cat pyproject.toml constraints.txt | c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPORTS := .reports
 
-.PHONY: help setup system-deps venv lint typecheck check test test-fast demo bench lock protos clean
+.PHONY: help setup system-deps test-deps venv lint typecheck check test test-fast demo bench lock protos clean
 
 help:
 	@echo "make test    set everything up, run linters, type checks and the full test suite"
@@ -31,6 +31,12 @@ system-deps:
 	@# Debian's package may start a server on 6379; Frost starts its own on free ports.
 	@command -v redis-server >/dev/null
 
+# Only the tests need a browser: they open the data-quality summary page in headless Chromium.
+test-deps:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium (the tests screenshot the quality report)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -51,13 +57,13 @@ check: lint typecheck
 
 # The junit report is checked afterwards: a run that collected or executed no test, or that
 # exited early with status 0 (see NOTES: great_expectations + pyspark), fails here.
-test: setup check
+test: setup test-deps check
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	$(BIN)/python -m pytest --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS)
 	$(BIN)/python tests/report_check.py $(REPORTS)/junit.xml
 
 # Tests only, stopping at the first failure; for the edit-run loop, not for CI.
-test-fast: setup
+test-fast: setup test-deps
 	$(BIN)/python -m pytest -x -q $(PYTEST_ARGS)
 
 demo: setup

@@ -5,12 +5,15 @@ environment. Read inside tasks only, never while a DAG file is parsed.
 * Variable ``frost_spark_master`` (else ``$FROST_SPARK_MASTER``, else the repo's
   ``frost.spark.master``): the Spark master URL;
 * Connection ``frost_redis`` (optional, e.g. ``AIRFLOW_CONN_FROST_REDIS=redis://:pw@host:6379/0``):
-  the Redis to write to, instead of the one in ``feature_store.yaml``.
+  the Redis to write to, instead of the one in ``feature_store.yaml``;
+* Variable ``frost_quality_dir`` (else ``$FROST_QUALITY_DIR``, else ``<repo>/data/quality``):
+  where ``frost_data_quality`` writes its daily reports.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 
@@ -28,6 +31,11 @@ def frost_repo() -> Any:
     text = ",".join([f"{connection.host}:{connection.port or 6379}", *params])
     cluster = (connection.extra_dejson or {}).get("cluster", False)
     return repo.with_online_store(RedisStoreConfig.from_connection_string(text, cluster=cluster))
+
+
+def quality_dir(repo: Any) -> Path:
+    found = _variable("frost_quality_dir") or os.environ.get("FROST_QUALITY_DIR")
+    return Path(found) if found else Path(repo.path) / "data" / "quality"
 
 
 def spark_settings(repo: Any) -> Any:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def test_dags_import_with_the_expected_tasks(airflow_env: dict[str, str]) -> Non
     assert found["errors"] == {}
     assert found["dags"] == {
         "frost_backfill": ["backfill_chunk", "chunks"],
+        "frost_data_quality": ["check_quality", "quality_report"],
         "frost_materialize": ["batch_views", "check_freshness", "materialize"],
     }
 
@@ -130,3 +132,46 @@ def test_materialize_dag_fails_on_stale_views_then_passes(
     current = _run_dag(env, "frost_materialize", {})
     assert current["state"] == "success", current
     assert len([t for t in current["tasks"] if t.startswith("materialize")]) == 4
+
+
+@pytest.fixture(scope="module")
+def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Sample data without contract violations, its latest rows written to Redis."""
+    from frost.push import push_table, read_table, source_settings
+
+    with RedisServer().start() as backend:
+        path = copy_repo(tmp_path_factory.mktemp("quality_dag"), backend.connection_string)
+        generate(path / "data", SampleSpec(users=80, experiences=10, days=3, end=SAMPLE_END,
+                                           dirty_rate=0.0))  # fmt: skip
+        repo = FeatureRepo(path)
+        repo_module.apply(repo)
+        contracts = repo.contracts()
+        with OnlineStore.from_config(repo.online_config, repo.project) as store:
+            for name, feast_view in repo.feast_views().items():
+                event_time, created, mapping, file = source_settings(feast_view)
+                push_table(store, repo.view(name), contracts[name], read_table(path / str(file)),
+                           event_time_column=event_time, created_time_column=created,
+                           field_mapping=mapping)  # fmt: skip
+        yield repo
+
+
+def test_data_quality_dag_passes_on_clean_data_and_fails_on_stale_data(
+    airflow_env: dict[str, str], clean_repo: FeatureRepo, tmp_path: Path
+) -> None:
+    env = {**airflow_env, "FROST_REPO": str(clean_repo.path), "FROST_QUALITY_DIR": str(tmp_path)}
+    views = {"views": "user_profile,user_experience_engagement"}  # both fresh for 7 days
+    # The daily run at the end of the sample data: its day's rows are clean and fresh.
+    good = _run_dag(env, "frost_data_quality", views, SAMPLE_END.isoformat())
+    assert good["state"] == "success", good
+    summary = json.loads((tmp_path / "2026-10-31" / "summary.json").read_text())
+    assert summary["passed"]
+    assert {v["view"] for v in summary["views"]} == set(views["views"].split(","))
+    # Three days later nothing new arrived: user_activity_7d (26h) is stale, so the run fails
+    # after writing its report.
+    late = (SAMPLE_END + timedelta(days=3)).isoformat()
+    bad = _run_dag(env, "frost_data_quality", {"views": "user_activity_7d"}, late)
+    assert bad["state"] == "failed", bad
+    assert bad["tasks"] == {"quality_report[-1]": "success", "check_quality[-1]": "failed"}
+    summary = json.loads((tmp_path / "2026-11-03" / "summary.json").read_text())
+    (view,) = summary["views"]
+    assert view["status"] == "fail" and view["stale_entities"] == view["sampled_entities"]

@@ -33,7 +33,7 @@ def test_errors_map_to_exit_codes_and_grpc_statuses() -> None:
 
 def test_library_imports_without_heavy_engines() -> None:
     code = (
-        "import sys, frost, frost.online, frost.checks, frost.services;"
+        "import sys, frost, frost.online, frost.checks, frost.services, frost.quality;"
         "heavy = [m for m in ('pyspark', 'airflow', 'great_expectations', 'feast') "
         "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
@@ -41,3 +41,12 @@ def test_library_imports_without_heavy_engines() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_quality_names_are_locked() -> None:
+    import frost.quality
+
+    assert set(frost.quality.__all__) == {
+        "Check", "ExpectationSpec", "QualityOptions", "QualityReport", "Status", "Suite",
+        "ViewQuality", "quality_report", "view_suites",
+    }  # fmt: skip

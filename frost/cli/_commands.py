@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
-from frost.cli import _batch, _ingest, _offline, _serve
+from frost.cli import _batch, _ingest, _offline, _quality, _serve
 from frost.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
@@ -337,5 +337,6 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     _offline.register,
     _ingest.register,
     _serve.register,
+    _quality.register,
     register_demo,
 ]
