@@ -31,11 +31,15 @@ system-deps:
 	@# Debian's package may start a server on 6379; Frost starts its own on free ports.
 	@command -v redis-server >/dev/null
 
-# Only the tests need a browser: they open the data-quality summary page in headless Chromium.
+# Only the tests need these: they open the data-quality summary page in headless Chromium
+# and validate docker-compose.yml with Debian's docker-compose 1.29 (no Docker engine needed).
 test-deps:
 	@command -v chromium >/dev/null || { \
 		echo "installing Debian's chromium (the tests screenshot the quality report)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v docker-compose >/dev/null || { \
+		echo "installing Debian's docker-compose (the tests validate docker-compose.yml)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-compose >/dev/null; }
 
 venv: $(STAMP)
 
@@ -47,8 +51,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check frost pipelines serving dags tests benchmarks feature_repo
-	$(BIN)/ruff format --check frost pipelines serving dags tests benchmarks feature_repo
+	$(BIN)/ruff check frost pipelines serving dags tests benchmarks feature_repo deploy
+	$(BIN)/ruff format --check frost pipelines serving dags tests benchmarks feature_repo deploy
 
 typecheck: venv
 	$(BIN)/mypy

@@ -100,12 +100,19 @@ class LocalService:
     def __init__(self, name: str) -> None:
         self.name = name
         self.workdir = Path(tempfile.mkdtemp(prefix=f"frost-{name}-"))
+        # Set before start() for processes that outlive this one (``frost up``): they get
+        # a session of their own, so a terminal's hang-up or Ctrl-C does not reach them.
+        self.detached = False
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, args: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("wb")
         process = subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            list(args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=self.detached,
         )
         log.close()
         self._processes.append(process)
@@ -123,6 +130,13 @@ class LocalService:
                 process.wait()
         self._processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def release(self) -> list[int]:
+        """Forget the started processes without stopping them; returns their pids (their
+        logs stay in ``workdir``)."""
+        pids = [p.pid for p in self._processes]
+        self._processes.clear()
+        return pids
 
     def log_tail(self, lines: int = 20) -> str:
         chunks = []

@@ -69,8 +69,31 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.materialized_until = Gauge(
+            "frost_materialized_until_seconds",
+            "End of each feature view's latest materialization (Unix time), from the registry",
+            ["feature_view"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.max_staleness = Gauge(
+            "frost_feature_view_max_staleness_seconds",
+            "Each feature view's frost.max_staleness (else its ttl), for freshness panels",
+            ["feature_view"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.pending = Counts()
         self._requests: dict[tuple[str, str, str], list[int]] = {}
+
+    def describe_views(
+        self, materialized_until: dict[str, float], bounds: dict[str, float]
+    ) -> None:
+        """Per-view gauges from the registry snapshot (set on every health tick)."""
+        for view, until in materialized_until.items():
+            self.materialized_until.labels(view).set(until)
+        for view, bound in bounds.items():
+            self.max_staleness.labels(view).set(bound)
 
     def count_request(self, service: str, client: str, code: str, rows: int) -> None:
         entry = self._requests.get((service, client, code))

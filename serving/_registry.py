@@ -37,6 +37,8 @@ class Snapshot:
     services: dict[str, ServiceSpec]
     plans: dict[str, LookupPlan]
     unservable: dict[str, str]  # service name -> why it cannot be served
+    # Per view, the end of its latest materialization (epoch seconds), from the registry.
+    materialized_until: dict[str, float] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _list_plans: OrderedDict[tuple[str, ...], LookupPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,7 +84,12 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
             services[spec.name] = spec
         except FrostError as exc:
             unservable[service.name] = f"feature service '{service.name}' cannot be served: {exc}"
-    return Snapshot(repo.project, views, contracts, services, plans, unservable)
+    materialized_until = {
+        name: until.timestamp()
+        for name, view in repo.feast_views().items()
+        if (until := getattr(view, "most_recent_end_time", None)) is not None
+    }
+    return Snapshot(repo.project, views, contracts, services, plans, unservable, materialized_until)
 
 
 class RegistryWatcher:

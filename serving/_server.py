@@ -197,7 +197,16 @@ class FeatureServer:
                 if status == serving and last is not None:
                     log.info("Redis answers again, health is SERVING")
                 last = status
-            self._metrics.feature_services.set(len(self._watcher.snapshot.plans))
+            snapshot = self._watcher.snapshot
+            self._metrics.feature_services.set(len(snapshot.plans))
+            self._metrics.describe_views(
+                snapshot.materialized_until,
+                {
+                    name: bound
+                    for name, contract in snapshot.contracts.items()
+                    if (bound := contract.freshness.max_staleness_seconds) is not None
+                },
+            )
             self._metrics.flush()
             await asyncio.sleep(_HEALTH_INTERVAL)
 

@@ -146,6 +146,7 @@ def test_metrics_per_service_view_status_and_client(server: Server, repo: Featur
     )
     assert "frost_serving_redis_up 1.0" in text
     assert "frost_serving_feature_services 3.0" in text
+    assert 'frost_feature_view_max_staleness_seconds{feature_view="user_profile"} 604800.0' in text
 
 
 def test_registry_changes_are_served_without_a_restart(server: Server, repo: FeatureRepo) -> None:

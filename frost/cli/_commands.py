@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
-from frost.cli import _batch, _ingest, _offline, _quality, _serve
+from frost.cli import _batch, _ingest, _offline, _quality, _serve, _stack
 from frost.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
@@ -306,27 +306,6 @@ def _entities(specs: list[str], request: list[tuple[Any, tuple[str, ...]]]) -> d
     return entities
 
 
-# -- demo ---------------------------------------------------------------------------------------
-
-
-def register_demo(commands: Subparsers) -> None:
-    parser = commands.add_parser(
-        "demo", help="run the example end to end on a throwaway local Redis"
-    )
-    parser.add_argument("--users", type=positive_int, default=2_000)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(".frost/demo"), help="where the demo's copy lives"
-    )
-    parser.set_defaults(run=run_demo)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from frost.demo import run
-
-    source = Path(args.repo) if args.repo else Path("feature_repo")
-    return run(source, args.workdir, users=args.users)
-
-
 REGISTRY: list[Callable[[Subparsers], None]] = [
     register_apply,
     register_describe,
@@ -338,5 +317,5 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     _ingest.register,
     _serve.register,
     _quality.register,
-    register_demo,
+    *_stack.REGISTER,
 ]
