@@ -9,7 +9,7 @@ STAMP := $(VENV)/.frost-installed-$(shell cat pyproject.toml constraints.txt | c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPORTS := .reports
 
-.PHONY: help setup system-deps test-deps venv lint typecheck check test test-fast demo bench lock protos clean
+.PHONY: help setup system-deps test-deps venv lint typecheck check test test-fast demo bench lock protos docs clean
 
 help:
 	@echo "make test    set everything up, run linters, type checks and the full test suite"
@@ -80,6 +80,11 @@ bench: setup
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 	$(BIN)/python benchmarks/bench_online_write.py --rows 1000000 --features 20 --repeat 3
 	$(BIN)/python benchmarks/bench_serve.py --entities 1000000 --seconds 15
+
+# docs/cli.md and the Grafana dashboard are generated; tests fail when they are stale.
+docs: venv
+	$(BIN)/python -m frost.cli._reference > docs/cli.md
+	$(BIN)/python deploy/grafana/make_dashboard.py
 
 protos: venv
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \

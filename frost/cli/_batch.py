@@ -54,9 +54,15 @@ def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "backfill", help="load [start, end) in chunks, oldest first, never overwriting newer values"
     )
-    parser.add_argument("--start", required=True, type=timestamp)
-    parser.add_argument("--end", required=True, type=timestamp)
-    parser.add_argument("--chunk", type=positive_duration, default=parse_duration("1d"))
+    parser.add_argument("--start", required=True, type=timestamp, help="ISO 8601, UTC if no zone")
+    parser.add_argument("--end", required=True, type=timestamp, help="ISO 8601, UTC if no zone")
+    parser.add_argument(
+        "--chunk",
+        type=positive_duration,
+        default=parse_duration("1d"),
+        metavar="DURATION",
+        help="window per run, oldest first (default 1d; e.g. 6h, 7d)",
+    )
     _common(parser)
     parser.set_defaults(run=run_backfill)
 

@@ -130,13 +130,13 @@ def register_generate(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "generate-data", help="write the example repo's sample parquet files (deterministic)"
     )
-    parser.add_argument("--users", type=positive_int, default=10_000)
-    parser.add_argument("--experiences", type=positive_int, default=500)
+    parser.add_argument("--users", type=positive_int, default=10_000, help="players")
+    parser.add_argument("--experiences", type=positive_int, default=500, help="experiences (games)")
     parser.add_argument("--days", type=positive_int, default=7, help="days of history")
     parser.add_argument(
         "--end", type=timestamp, default=None, help="end of the history (ISO 8601, UTC)"
     )
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="same seed and end, same bytes")
     parser.add_argument("--out", type=Path, default=None, help="directory (default: REPO/data)")
     parser.set_defaults(run=run_generate)
 

@@ -20,15 +20,24 @@ def register(commands: Subparsers) -> None:
         "ingest", help="consume the stream views' Kafka topics into Redis until stopped"
     )
     parser.add_argument("--views", default=None, help="comma-separated view names (default: all)")
-    parser.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT")
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=None,
+        metavar="HOST:PORT",
+        help="Kafka brokers (default: each KafkaSource's kafka_bootstrap_servers)",
+    )
     parser.add_argument("--group", default=None, help="consumer group (default: frost-PROJECT)")
     parser.add_argument(
         "--from", dest="start_from", choices=["earliest", "latest"], default="earliest",
         help="where a group with no committed offsets starts",
     )  # fmt: skip
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds")
-    parser.add_argument("--batch-size", type=positive_int, default=5000)
-    parser.add_argument("--batch-ms", type=positive_int, default=200)
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=5000, help="messages per micro-batch, at most"
+    )
+    parser.add_argument(
+        "--batch-ms", type=positive_int, default=200, help="milliseconds per micro-batch, at most"
+    )
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
     )

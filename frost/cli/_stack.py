@@ -91,7 +91,9 @@ def run_up(args: argparse.Namespace) -> int:
 
 def register_down(commands: Subparsers) -> None:
     parser = commands.add_parser("down", help="stop the local stack `frost up` started")
-    parser.add_argument("--workdir", type=Path, default=Path(".frost/stack"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(".frost/stack"), help="the stack's directory"
+    )
     parser.set_defaults(run=run_down)
 
 
@@ -107,13 +109,17 @@ def register_produce(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "produce-events", help="send live sample events to the example repo's Kafka topics"
     )
-    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
+    parser.add_argument(
+        "--bootstrap-servers", required=True, metavar="HOST:PORT", help="Kafka brokers"
+    )
     parser.add_argument("--rate", type=_positive_float, default=100.0, help="events per second")
     parser.add_argument(
         "--seconds", type=_positive_float, default=None, help="stop after N seconds"
     )
-    parser.add_argument("--users", type=positive_int, default=2_000)
-    parser.add_argument("--experiences", type=positive_int, default=None)
+    parser.add_argument("--users", type=positive_int, default=2_000, help="players to pick from")
+    parser.add_argument(
+        "--experiences", type=positive_int, default=None, help="experiences (default: users/10)"
+    )
     parser.set_defaults(run=run_produce)
 
 
