@@ -127,15 +127,7 @@ def test_broken_contract_fails_with_the_count_of_bad_values(
     )
     pq.write_table(table, file)
 
-    report = quality_report(
-        repo,
-        tmp_path / "report",
-        views=["user_profile"],
-        start=START,
-        end=END,
-        options=ALL_ENTITIES,
-        now=_fresh_now(repo),
-    )
+    report = _profile_report(repo, tmp_path / "report", ALL_ENTITIES)
     assert not report.passed
     level_check = _check(report, "user_profile", "offline", ">= 1 and <= 500", "level")
     assert (level_check.status, level_check.failed) == (Status.FAIL, 7)
@@ -145,16 +137,16 @@ def test_broken_contract_fails_with_the_count_of_bad_values(
     failing = [(c.scope, c.field) for c in report.views[0].failing_checks()]
     assert sorted(failing) == [("offline", "country"), ("offline", "level")]
     # Within a tolerance of 5% of values, the same data passes.
-    tolerant = quality_report(
-        repo,
-        tmp_path / "tolerant",
-        views=["user_profile"],
-        start=START,
-        end=END,
-        options=QualityOptions(sample_size=100_000, tolerance=0.05),
-        now=_fresh_now(repo),
+    tolerant = _profile_report(
+        repo, tmp_path / "tolerant", QualityOptions(sample_size=100_000, tolerance=0.05)
     )
     assert tolerant.passed
+
+
+def _profile_report(repo: FeatureRepo, out: Path, options: QualityOptions) -> QualityReport:
+    """The report of user_profile alone, over the last day, while every view is fresh."""
+    return quality_report(repo, out, views=["user_profile"], start=START, end=END,
+                          options=options, now=_fresh_now(repo))  # fmt: skip
 
 
 def _is_latest(table: pa.Table, row: int, latest_users: set[int]) -> bool:
@@ -216,15 +208,7 @@ def test_online_offline_skew_fails_consistency_with_the_mismatch_count(
     index = table.schema.get_field_index("lifetime_spend_usd")
     pq.write_table(table.set_column(index, "lifetime_spend_usd", pa.array(spend)), file)
 
-    report = quality_report(
-        repo,
-        tmp_path / "report",
-        views=["user_profile"],
-        start=START,
-        end=END,
-        options=ALL_ENTITIES,
-        now=_fresh_now(repo),
-    )
+    report = _profile_report(repo, tmp_path / "report", ALL_ENTITIES)
     skew = _check(
         report, "user_profile", "consistency", "online equals offline", "lifetime_spend_usd"
     )
@@ -235,14 +219,8 @@ def test_online_offline_skew_fails_consistency_with_the_mismatch_count(
     failing = [(c.scope, c.field) for c in report.views[0].failing_checks()]
     assert failing == [("consistency", "lifetime_spend_usd")]
     # A tolerated mismatch rate above 5 of the users passes.
-    tolerant = quality_report(
-        repo,
-        tmp_path / "tolerant",
-        views=["user_profile"],
-        start=START,
-        end=END,
-        options=QualityOptions(sample_size=100_000, max_mismatch_rate=0.05),
-        now=_fresh_now(repo),
+    tolerant = _profile_report(
+        repo, tmp_path / "tolerant", QualityOptions(sample_size=100_000, max_mismatch_rate=0.05)
     )
     assert tolerant.passed
 
