@@ -105,12 +105,8 @@ def _quality(repo: Any, workdir: Path, end: datetime) -> None:
     out = workdir.resolve() / "quality"
     print("\nWriting the data-quality report (Great Expectations) ...")
     report = quality_report(repo, out, end=end)
-    rows = []
-    for view in report.views:
-        counts = view.counts()
-        rows.append([view.view, view.status.value.upper(), str(counts["fail"] + counts["error"]),
-                     str(counts["warn"]), str(counts["pass"])])  # fmt: skip
-    print(format_table(["view", "status", "failing", "warnings", "passed"], rows, 2))
+    header = ["view", "status", "failing", "warnings", "passed"]
+    print(format_table(header, report.summary_rows(), 2))
     print(f"  summary page: {out / 'index.html'}")
     print(f"  GE Data Docs: {out / (report.data_docs or '')}")
     if not report.passed:

@@ -70,7 +70,8 @@ class Snapshot:
 
 def load_snapshot(repo: FeatureRepo) -> Snapshot:
     """Read the applied registry of ``repo`` and compile every feature service."""
-    views = repo.views()
+    feast_views = repo.feast_views()
+    views = {name: ViewSchema.from_feast(view) for name, view in feast_views.items()}
     contracts = repo.contracts()
     services: dict[str, ServiceSpec] = {}
     plans: dict[str, LookupPlan] = {}
@@ -86,7 +87,7 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
             unservable[service.name] = f"feature service '{service.name}' cannot be served: {exc}"
     materialized_until = {
         name: until.timestamp()
-        for name, view in repo.feast_views().items()
+        for name, view in feast_views.items()
         if (until := getattr(view, "most_recent_end_time", None)) is not None
     }
     return Snapshot(repo.project, views, contracts, services, plans, unservable, materialized_until)

@@ -93,21 +93,10 @@ def run_report(args: argparse.Namespace) -> int:
         now=args.now,
     )
     rows = []
-    for view in report.views:
-        counts = view.counts()
-        failing = [
-            f"{c.scope}: {c.name}" + (f" ({c.field})" if c.field else "")
-            for c in view.failing_checks()
-        ]
-        rows.append(
-            [
-                view.view,
-                view.status.value.upper(),
-                str(counts["fail"] + counts["error"]),
-                str(counts["warn"]),
-                "; ".join(failing[:3]) + (" ..." if len(failing) > 3 else ""),
-            ]
-        )
+    for row, view in zip(report.summary_rows(), report.views, strict=True):
+        failing = [f"{c.scope}: {c.name}" + (f" ({c.field})" if c.field else "")
+                   for c in view.failing_checks()]  # fmt: skip
+        rows.append([*row[:4], "; ".join(failing[:3]) + (" ..." if len(failing) > 3 else "")])
     window = f"[{report.start:%Y-%m-%d %H:%M}, {report.end:%Y-%m-%d %H:%M})"
     print(f"data quality of '{report.project}', window {window}: {report.status.value.upper()}")
     print(format_table(["view", "status", "failing", "warnings", "first failing checks"], rows))

@@ -119,14 +119,21 @@ def quality_report(
         reference_start=reference_start,
         reference_end=reference_end,
         out=str(out_dir),
+        psi_threshold=options.psi_threshold,
     )
     runner = ExpectationRunner(out_dir.resolve())
     store, store_error = _open_store(repo)
-    schemas, contracts = repo.views(), repo.contracts()
+    contracts = repo.contracts()
     try:
         for name in names:
             job = _ViewJob(
-                repo, feast_views[name], schemas[name], contracts[name], runner, options, report
+                repo,
+                feast_views[name],
+                ViewSchema.from_feast(feast_views[name]),
+                contracts[name],
+                runner,
+                options,
+                report,
             )
             report.views.append(job.run(store, store_error))
     finally:

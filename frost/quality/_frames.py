@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from frost.codec import Scalar
 from frost.errors import DefinitionError, SchemaMismatch
 from frost.online import ViewRows
-from frost.push import read_table
+from frost.push import read_table, source_settings
 from frost.schema import ViewSchema
 
 EVENT_TIME = "event_timestamp"
@@ -40,27 +40,20 @@ _PANDAS_TYPES: dict[pa.DataType, Any] = {
 
 def read_offline(repo_path: Path, feast_view: Any, view: ViewSchema) -> pa.Table:
     """Every row of the view's batch source, renamed as described above."""
-    source = feast_view.batch_source
+    event_time, created, mapping, path = source_settings(feast_view)
     where = f"feature view '{view.name}'"
-    if source is None:
-        raise DefinitionError(f"{where} has no batch source")
-    path = getattr(source, "path", None)
-    if type(source).__name__ == "SparkSource" and (source.table or source.query):
-        raise DefinitionError(
-            f"{where}: the quality report reads parquet files; its SparkSource is a table or query"
-        )
     if not path:
-        raise DefinitionError(f"{where}: its batch source has no path")
+        raise DefinitionError(
+            f"{where}: the quality report reads parquet files, and its batch source has no path "
+            "(a SparkSource table or query)"
+        )
     file = Path(path) if Path(path).is_absolute() else repo_path / path
     table = read_table(file)
-    mapping = dict(source.field_mapping or {})
-    renames = {source.timestamp_field: EVENT_TIME}
-    if source.created_timestamp_column:
-        renames[source.created_timestamp_column] = CREATED_TIME
+    renames = {event_time: EVENT_TIME, **({created: CREATED_TIME} if created else {})}
     names = [renames.get(c, mapping.get(c, c)) for c in table.column_names]
     table = table.rename_columns(names)
     if EVENT_TIME not in names:
-        raise SchemaMismatch(f"{where}: {file} has no event time column '{source.timestamp_field}'")
+        raise SchemaMismatch(f"{where}: {file} has no event time column '{event_time}'")
     for name in (EVENT_TIME, CREATED_TIME):
         if name in names:
             table = table.set_column(names.index(name), name, _as_utc(table.column(name)))

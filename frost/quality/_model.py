@@ -98,6 +98,7 @@ class QualityReport:
     reference_start: datetime
     reference_end: datetime
     out: str
+    psi_threshold: float = 0.25
     views: list[ViewQuality] = dataclasses.field(default_factory=list)
     data_docs: str | None = None  # path of GE Data Docs' index.html, relative to ``out``
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -109,6 +110,16 @@ class QualityReport:
     @property
     def passed(self) -> bool:
         return not self.status.failing
+
+    def summary_rows(self) -> list[list[str]]:
+        """Per view: name, status, failing, warnings and passed check counts (for tables)."""
+        rows = []
+        for view in self.views:
+            counts = view.counts()
+            failing = counts["fail"] + counts["error"]
+            rows.append([view.view, view.status.value.upper(), str(failing),
+                         str(counts["warn"]), str(counts["pass"])])  # fmt: skip
+        return rows
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -140,6 +151,7 @@ class QualityReport:
                 "start": self.reference_start.isoformat(),
                 "end": self.reference_end.isoformat(),
             },
+            "psi_threshold": self.psi_threshold,
             "data_docs": self.data_docs,
             "notes": list(self.notes),
             "views": views,

@@ -96,7 +96,8 @@ def consistency_checks(
     online_us = [None if s is None else round(s * 1_000_000) for s in rows.event_seconds]
     same = [on is not None and on == off for on, off in zip(online_us, offline_us, strict=True)]
     behind = [on is None or on < off for on, off in zip(online_us, offline_us, strict=True)]
-    newer = len(same) - sum(same) - sum(behind)
+    compared = sum(same) + sum(behind)  # the same for every feature
+    newer = len(same) - compared
     entity_ids = list(zip(*(expected.column(k).to_pylist() for k in keys), strict=True))
     checks = []
     for feature in rows.features:
@@ -112,11 +113,12 @@ def consistency_checks(
         for i, (on, off) in enumerate(zip(online, offline, strict=True)):
             if behind[i] or (same[i] and not _equal(on, off, type_.scalar)):
                 mismatched.append(i)
-        compared = sum(same) + sum(behind)
-        rate = len(mismatched) / compared if compared else 0.0
-        status = Status.FAIL if compared and rate > max_mismatch_rate else Status.PASS
         if not compared:
             status = Status.SKIPPED
+        elif len(mismatched) / compared > max_mismatch_rate:
+            status = Status.FAIL
+        else:
+            status = Status.PASS
         checks.append(
             Check(
                 "consistency",

@@ -65,7 +65,7 @@ def render(report: QualityReport) -> str:
         "<h2>Plots</h2>",
         '<div class="plots">',
         _staleness_plot(report.views),
-        _psi_plot(report.views),
+        _psi_plot(report.views, report.psi_threshold),
         _failures_plot(report.views),
         "</div>",
         "<h2>Checks per view</h2>",
@@ -175,14 +175,13 @@ def _staleness_plot(views: list[ViewQuality]) -> str:
     )
 
 
-def _psi_plot(views: list[ViewQuality]) -> str:
+def _psi_plot(views: list[ViewQuality], threshold: float) -> str:
     bars = []
     for view in views:
         for check in view.checks:
             if check.scope == "drift" and check.field in view.psi:
                 value = view.psi[check.field]
                 bars.append(_Bar(f"{view.view}.{check.field}", value, check.status, f"{value:.3f}"))
-    threshold = _threshold(views)
     return _bar_chart(
         "Drift: PSI per numeric feature",
         bars,
@@ -190,14 +189,6 @@ def _psi_plot(views: list[ViewQuality]) -> str:
         cap=max(2 * threshold, 0.5),
         empty="no feature had enough data in both windows",
     )
-
-
-def _threshold(views: list[ViewQuality]) -> float:
-    for view in views:
-        for check in view.checks:
-            if check.scope == "drift" and "fails above" in check.detail:
-                return float(check.detail.rsplit(" ", 1)[-1].rstrip(")"))
-    return 0.25
 
 
 def _failures_plot(views: list[ViewQuality]) -> str:
