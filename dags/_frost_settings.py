@@ -2,8 +2,11 @@
 environment. Read inside tasks only, never while a DAG file is parsed.
 
 * Variable ``frost_repo`` (else ``$FROST_REPO``): the Feast repo directory;
+* Variable ``frost_engine`` (else ``$FROST_ENGINE``, else the repo's ``frost.engine``): the
+  batch engine, ``local`` (DuckDB in the task's process, the default) or ``spark``;
 * Variable ``frost_spark_master`` (else ``$FROST_SPARK_MASTER``, else the repo's
-  ``frost.spark.master``): the Spark master URL;
+  ``frost.spark.master``): the Spark master URL (giving one means the Spark engine, unless
+  an engine is named);
 * Connection ``frost_redis`` (optional, e.g. ``AIRFLOW_CONN_FROST_REDIS=redis://:pw@host:6379/0``):
   the Redis to write to, instead of the one in ``feature_store.yaml``;
 * Variable ``frost_quality_dir`` (else ``$FROST_QUALITY_DIR``, else ``<repo>/data/quality``):
@@ -38,8 +41,12 @@ def quality_dir(repo: Any) -> Path:
     return Path(found) if found else Path(repo.path) / "data" / "quality"
 
 
-def spark_settings(repo: Any) -> Any:
-    return repo.settings.spark.with_overrides(_variable("frost_spark_master"))
+def engine_options(repo: Any) -> dict[str, Any]:
+    """``engine`` and ``spark_settings`` for the batch functions."""
+    return {
+        "engine": _variable("frost_engine"),
+        "spark_settings": repo.settings.spark.with_overrides(_variable("frost_spark_master")),
+    }
 
 
 def _variable(name: str) -> str | None:

@@ -43,7 +43,7 @@ with DAG(
     def backfill_chunk(
         window: dict[str, str], params: dict[str, Any] | None = None
     ) -> dict[str, int]:
-        from _frost_settings import frost_repo, spark_settings
+        from _frost_settings import engine_options, frost_repo
 
         from pipelines.batch import materialize
 
@@ -51,7 +51,7 @@ with DAG(
         names = [v.strip() for v in (params or {}).get("views", "").split(",") if v.strip()]
         report = materialize(
             repo, _time(window["start"]), _time(window["end"]), views=names or None,
-            spark_settings=spark_settings(repo),
+            **engine_options(repo),
         )  # fmt: skip
         return {r.view: r.entities_written for r in report.views}
 

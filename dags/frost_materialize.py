@@ -31,15 +31,13 @@ with DAG(
 
     @task(map_index_template="{{ view }}")
     def materialize(view: str, data_interval_end: datetime | None = None) -> dict[str, Any]:
-        from _frost_settings import frost_repo, spark_settings
+        from _frost_settings import engine_options, frost_repo
 
         from pipelines.batch import materialize_incremental
 
         repo = frost_repo()
         end = data_interval_end or datetime.now().astimezone()
-        report = materialize_incremental(
-            repo, end, views=[view], spark_settings=spark_settings(repo)
-        )
+        report = materialize_incremental(repo, end, views=[view], **engine_options(repo))
         total = report.totals().get(view)
         return {"view": view, "entities_written": total.entities_written if total else 0}
 

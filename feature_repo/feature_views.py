@@ -28,6 +28,7 @@ from sources import (
 COUNTRIES = ["US", "BR", "GB", "DE", "FR", "JP", "KR", "IN", "MX", "CA", "PH", "ID"]
 GENRES = ["adventure", "obby", "roleplay", "simulator", "shooter", "tycoon", "sports", "horror"]
 DEVICES = ["pc", "mobile", "console", "vr"]
+SIGNUP_CHANNELS = ["organic", "referral", "ads", "partner"]
 
 user_profile = FeatureView(
     name="user_profile",
@@ -51,6 +52,12 @@ user_profile = FeatureView(
             name="favorite_genres",
             dtype=Array(String),
             tags={"frost.allowed_values": json.dumps(GENRES)},
+        ),
+        # New, not filled by any pipeline yet: its source column holds only nulls.
+        Field(
+            name="signup_channel",
+            dtype=String,
+            tags={"frost.allowed_values": json.dumps(SIGNUP_CHANNELS)},
         ),
     ],
     source=user_profile_source,

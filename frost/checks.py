@@ -135,6 +135,10 @@ class FieldCheck:
     def violations(self, column: pa.Array | pa.ChunkedArray) -> list[Violations]:
         """Per rule, the rows of ``column`` that break it."""
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_null(array.type):
+            # A column of Arrow type null (all nulls, as pandas writes an empty column)
+            # is valid for any type; judge it as nulls of the field's own type.
+            array = pa.nulls(len(array), self.contract.type.arrow_type)
         found: list[Violations] = []
         if self.contract.not_null:
             self._add(found, Rule.NOT_NULL, _null_mask(array))

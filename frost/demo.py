@@ -1,7 +1,7 @@
 """``frost demo``: the example repo end to end on a throwaway local stack.
 
 Redis and the Kafka-protocol broker on free ports; a copy of the repo (``.frost/demo`` by
-default) with generated sample history, applied and materialized with Spark; the ingestor
+default) with generated sample history, applied and materialized (the local engine); the ingestor
 fed by a producer of live events; the gRPC server answering feature-service lookups; a
 data-quality report. Everything started is stopped at the end, and the user's repo and any
 Redis they run are left alone.

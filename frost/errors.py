@@ -13,7 +13,8 @@ and the gRPC status it maps to, so the CLI and the server translate errors in on
     ├── OnlineStoreError            exit 1  INTERNAL            Redis answered with an error
     │   └── OnlineStoreUnavailable  exit 1  UNAVAILABLE         Redis could not be reached
     ├── BrokerUnavailable           exit 1  UNAVAILABLE         the Kafka broker is unreachable
-    ├── JobError                    exit 1  INTERNAL            a Spark job failed while running
+    ├── JobError                    exit 1  INTERNAL            a batch job failed while running
+    ├── PartialFailure              exit 2 or 1                 some views failed, the rest done
     └── ServiceStartError           exit 1  UNAVAILABLE         a local service did not come up
 
 Third-party exceptions (redis, kafka, pyspark) are translated where Frost calls them, with
@@ -37,6 +38,7 @@ __all__ = [
     "JobError",
     "OnlineStoreError",
     "OnlineStoreUnavailable",
+    "PartialFailure",
     "SchemaMismatch",
     "ServiceStartError",
     "UnknownObject",
@@ -122,6 +124,22 @@ class BrokerUnavailable(FrostError):
 
 class JobError(FrostError):
     """A batch job failed while running (Spark could not start, a task failed)."""
+
+
+class PartialFailure(FrostError):
+    """A job over several views finished the good ones; ``failures`` names each view that
+    failed and why, ``result`` is what was done. Exit code 2 when every failure is bad
+    input, else 1."""
+
+    def __init__(self, failures: dict[str, FrostError], result: object) -> None:
+        self.failures = dict(failures)
+        self.result = result
+        names = ", ".join(sorted(self.failures))
+        super().__init__(f"{len(self.failures)} feature view(s) failed: {names}")
+
+    @property
+    def code(self) -> int:
+        return 2 if all(isinstance(e, BadInput) for e in self.failures.values()) else 1
 
 
 class ServiceStartError(FrostError):

@@ -132,6 +132,9 @@ def user_profile(spec: SampleSpec) -> pa.Table:
         "lifetime_spend_usd": g.with_nulls(pa.array(np.round(spend, 2))),
         "account_created_at": _timestamps(created // 1_000_000 * 1_000_000),
         "favorite_genres": g.lists(genre_count, pa.array(genre_values, type=pa.string())),
+        # A feature added to the view before any pipeline fills it: all nulls, which pandas
+        # (and so many real sources) write as a column of Arrow type null.
+        "signup_channel": pa.nulls(n),
         **_stamp_columns(g, g.times_before_end(n, timedelta(days=spec.days))),
     }
     return pa.table(columns)

@@ -52,6 +52,37 @@ class ViewSchema:
             f"it has {', '.join(self.feature_names)}"
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the registry snapshot stores views this way)."""
+        return {
+            "name": self.name,
+            "join_keys": [{"name": k.name, "type": str(k.type)} for k in self.join_keys],
+            "features": [
+                {"name": f.name, "type": str(f.type), "tags": dict(f.tags)} for f in self.features
+            ],
+            "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ViewSchema:
+        """The inverse of ``to_json``."""
+        ttl = data.get("ttl_seconds")
+        return cls(
+            name=data["name"],
+            join_keys=tuple(
+                JoinKey(k["name"], FeatureType.parse(k["type"])) for k in data["join_keys"]
+            ),
+            features=tuple(
+                FeatureSpec(
+                    f["name"], FeatureType.parse(f["type"]), tuple(sorted(f["tags"].items()))
+                )
+                for f in data["features"]
+            ),
+            ttl=timedelta(seconds=ttl) if ttl else None,
+            tags=tuple(sorted(data["tags"].items())),
+        )
+
     @classmethod
     def from_feast(cls, view: Any) -> ViewSchema:
         """Build from a ``feast.FeatureView`` (or ``StreamFeatureView``)."""

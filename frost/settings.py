@@ -4,27 +4,47 @@ Feast keeps unknown top-level sections of ``feature_store.yaml``, so Frost's set
 the same file as the Feast repo they belong to::
 
     frost:
+      engine: local                        # or spark (default: local, unless a Spark master
+                                           # is given)
       quarantine_path: data/quarantine     # relative paths are relative to the repo
       stream_log_path: data/stream_log     # the ingestor appends what it writes (default: off)
+      local:                               # the embedded engine (DuckDB, in process)
+        memory_limit: 1GB                  # beyond it, DuckDB spills to temp_directory
+        temp_directory: /tmp/frost-duckdb  # default: <system temp>/frost-duckdb
+        threads: 2                         # default: every core
       spark:
         master: local[*]                   # or spark://host:7077, yarn, k8s://...
         conf:
           spark.sql.shuffle.partitions: "8"
 
-Command-line flags override the file; ``FROST_SPARK_MASTER`` overrides ``spark.master``.
+Command-line flags override the file; ``FROST_ENGINE`` overrides ``engine`` and
+``FROST_SPARK_MASTER`` overrides ``spark.master``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from frost.errors import ConfigError
 
-__all__ = ["FrostSettings", "SparkSettings", "parse_settings"]
+__all__ = [
+    "ENGINES",
+    "EngineName",
+    "FrostSettings",
+    "LocalSettings",
+    "SparkSettings",
+    "choose_engine",
+    "parse_settings",
+]
+
+EngineName = Literal["local", "spark"]
+ENGINES: tuple[EngineName, ...] = ("local", "spark")
 
 
 class SparkSettings(BaseModel):
@@ -38,9 +58,27 @@ class SparkSettings(BaseModel):
     def with_overrides(
         self, master: str | None = None, conf: dict[str, str] | None = None
     ) -> SparkSettings:
-        """These settings with flags (or the environment) applied on top."""
-        chosen = master or os.environ.get("FROST_SPARK_MASTER") or self.master
-        return SparkSettings(master=chosen, conf={**self.conf, **(conf or {})})
+        """These settings with flags (or the environment) applied on top. ``master`` counts
+        as given (``model_fields_set``) only when a flag, ``FROST_SPARK_MASTER`` or the file
+        gave one: a given master means the Spark engine."""
+        chosen = master or os.environ.get("FROST_SPARK_MASTER")
+        if not chosen and "master" in self.model_fields_set:
+            chosen = self.master
+        merged = {**self.conf, **(conf or {})}
+        return SparkSettings(master=chosen, conf=merged) if chosen else SparkSettings(conf=merged)
+
+
+class LocalSettings(BaseModel):
+    """The embedded engine: DuckDB in the command's own process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_limit: str = "1GB"
+    temp_directory: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+    def spill_directory(self) -> str:
+        return self.temp_directory or str(Path(tempfile.gettempdir()) / "frost-duckdb")
 
 
 class FrostSettings(BaseModel):
@@ -48,8 +86,10 @@ class FrostSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    engine: EngineName | None = None
     quarantine_path: str = "data/quarantine"
     stream_log_path: str | None = None
+    local: LocalSettings = Field(default_factory=LocalSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
 
     def quarantine_dir(self, repo: Path) -> Path:
@@ -64,6 +104,25 @@ class FrostSettings(BaseModel):
         return path if path.is_absolute() else repo / path
 
 
+def choose_engine(
+    settings: FrostSettings, engine: str | None = None, spark_master: str | None = None
+) -> EngineName:
+    """The batch engine to run: an explicit choice (flag, then ``FROST_ENGINE``, then
+    ``frost.engine``) wins; without one, a Spark master given (flag, ``FROST_SPARK_MASTER``
+    or ``frost.spark.master``) means Spark; otherwise the embedded engine."""
+    chosen = engine or os.environ.get("FROST_ENGINE") or settings.engine
+    if chosen:
+        if chosen not in ENGINES:
+            raise ConfigError(f"engine '{chosen}' is not one of {', '.join(ENGINES)}")
+        return "spark" if chosen == "spark" else "local"
+    master_given = (
+        spark_master
+        or os.environ.get("FROST_SPARK_MASTER")
+        or "master" in settings.spark.model_fields_set
+    )
+    return "spark" if master_given else "local"
+
+
 def parse_settings(raw: Any, where: str) -> FrostSettings:
     """Validate the raw ``frost:`` section; ``where`` names the file in errors."""
     if raw is None:
@@ -75,7 +134,21 @@ def parse_settings(raw: Any, where: str) -> FrostSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: {_unknown_setting(location)}") from exc
         raise ConfigError(f"{where}: frost.{location}: {first['msg']}") from exc
+
+
+def _unknown_setting(location: str) -> str:
+    parent, _, name = location.rpartition(".")
+    model: type[BaseModel] = FrostSettings
+    for part in parent.split(".") if parent else []:
+        annotation = model.model_fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown setting frost.{location}{hint}"
 
 
 def _stringify_conf(raw: dict[str, Any]) -> dict[str, Any]:

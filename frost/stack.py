@@ -113,7 +113,8 @@ class LocalStack:
         return service
 
     def load_sample_data(self, users: int, end: datetime) -> None:
-        """Generate the sample history up to ``end``, apply the repo, materialize with Spark."""
+        """Generate the sample history up to ``end``, apply the repo, materialize it (the
+        default engine: local, DuckDB in this process)."""
         from pipelines.batch import materialize
 
         repo = self._repo()
@@ -124,8 +125,9 @@ class LocalStack:
         definitions = repo_module.apply(repo)
         self.say(f"  {len(definitions.schemas)} feature views, "
                  f"{len(definitions.contents.feature_services)} feature services")  # fmt: skip
-        self.say("Materializing the last 8 days into Redis with Spark (local[*]) ...")
+        self.say("Materializing the last 8 days into Redis ...")
         report = materialize(repo, end - timedelta(days=8), end)
+        self.say(f"  on the {report.engine} engine, in {sum(t.seconds for t in report.views):.1f}s")
         for name, total in sorted(report.totals().items()):
             self.say(f"  {name:<28} {total.rows_read:>7,} rows -> {total.entities_written:>6,} "
                      f"entities, {total.values_nulled:,} values nulled by contracts")  # fmt: skip

@@ -153,10 +153,4 @@ class RegistryWatcher:
 
 
 def _registry_file(repo: FeatureRepo) -> Path | None:
-    registry = repo.config.registry
-    path = getattr(registry, "path", None) or (registry if isinstance(registry, str) else None)
-    kind = getattr(registry, "registry_type", "file")
-    if not path or kind != "file" or "://" in str(path):
-        return None
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else repo.path / candidate
+    return repo.file.registry.file

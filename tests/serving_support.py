@@ -19,11 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from frost import repo as repo_module
 from frost.online import OnlineStore
-from frost.push import latest_per_entity, read_table, source_settings
 from frost.repo import FeatureRepo
 from frost.sample_data import SampleSpec, generate
 from frost.services import free_port
 from tests.conftest import SAMPLE_END, copy_repo
+from tests.reference import latest_per_entity, source_of, source_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,18 +40,19 @@ def make_served_repo(target: Path, connection: str, *, cluster: bool = False) ->
 
 def load_latest(repo: FeatureRepo) -> None:
     with OnlineStore.from_config(repo.online_config, repo.project) as store:
-        for name, feast_view in repo.feast_views().items():
-            event_time, created, _, path = source_settings(feast_view)
-            view = repo.view(name)
+        for name, view in repo.views().items():
+            source = source_of(repo, name)
             table = latest_per_entity(
-                read_table(repo.path / path), view.join_key_names, event_time, created
+                source_table(repo, name),
+                view.join_key_names,
+                source.timestamp_field,
+                source.created_timestamp_column,
             )
-            store.write(view, table, event_time_column=event_time)
+            store.write(view, table, event_time_column=source.timestamp_field)
 
 
 def entity_ids(repo: FeatureRepo, view: str, key: str, count: int) -> list[int]:
-    _, _, _, path = source_settings(repo.feast_views()[view])
-    table: pa.Table = read_table(repo.path / path)
+    table: pa.Table = source_table(repo, view)
     return sorted(set(table.column(key).to_pylist()))[:count]
 
 

@@ -21,7 +21,6 @@ from frost.sample_data import SampleSpec, generate
 from frost.services import RedisServer
 from tests.conftest import ROOT, SAMPLE_END, copy_repo
 
-pytestmark = pytest.mark.spark
 DAGS = ROOT / "dags"
 
 
@@ -137,7 +136,7 @@ def test_materialize_dag_fails_on_stale_views_then_passes(
 @pytest.fixture(scope="module")
 def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Sample data without contract violations, its latest rows written to Redis."""
-    from frost.push import push_table, read_table, source_settings
+    from pipelines.batch import write_file
 
     with RedisServer().start() as backend:
         path = copy_repo(tmp_path_factory.mktemp("quality_dag"), backend.connection_string)
@@ -145,13 +144,8 @@ def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                            dirty_rate=0.0))  # fmt: skip
         repo = FeatureRepo(path)
         repo_module.apply(repo)
-        contracts = repo.contracts()
-        with OnlineStore.from_config(repo.online_config, repo.project) as store:
-            for name, feast_view in repo.feast_views().items():
-                event_time, created, mapping, file = source_settings(feast_view)
-                push_table(store, repo.view(name), contracts[name], read_table(path / str(file)),
-                           event_time_column=event_time, created_time_column=created,
-                           field_mapping=mapping)  # fmt: skip
+        for name in repo.views():
+            write_file(repo, name)
         yield repo
 
 

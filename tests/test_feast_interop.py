@@ -14,8 +14,8 @@ import redis
 
 from frost.checks import ViewChecker
 from frost.online import OnlineStore
-from frost.push import latest_per_entity, read_table, source_settings
 from frost.repo import FeatureRepo
+from tests.reference import latest_per_entity, source_of, source_table
 
 VIEWS = [
     "user_profile",
@@ -35,10 +35,13 @@ def store(example_repo: FeatureRepo, redis_client: redis.Redis) -> Iterator[Onli
 
 def _clean_latest(repo: FeatureRepo, name: str) -> pa.Table:
     """The latest row per entity of a view's sample data, contract-breaking values nulled."""
-    event_time, created, _, path = source_settings(repo.feast_views()[name])
+    source = source_of(repo, name)
     view = repo.view(name)
     table = latest_per_entity(
-        read_table(repo.path / path), view.join_key_names, event_time, created
+        source_table(repo, name),
+        view.join_key_names,
+        source.timestamp_field,
+        source.created_timestamp_column,
     )
     return ViewChecker(repo.contracts()[name]).check(table).nulled(table)
 

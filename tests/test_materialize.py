@@ -1,4 +1,6 @@
-"""Spark materialization against real Redis, real Spark and Feast's own materialization."""
+"""Materialization on the default (local) engine against real Redis and Feast's own
+materialization; the Spark engine's own paths (SparkSource tables and queries, a standalone
+cluster, runs spanning Arrow batches). tests/test_engines.py holds the two engines equal."""
 
 from __future__ import annotations
 
@@ -19,15 +21,19 @@ import redis
 
 from frost import repo as repo_module
 from frost.codec import EntityKeyEncoder, field_hash
-from frost.errors import BadInput, OnlineStoreUnavailable, SchemaMismatch, UnknownObject
+from frost.errors import (
+    BadInput,
+    OnlineStoreUnavailable,
+    PartialFailure,
+    SchemaMismatch,
+    UnknownObject,
+)
 from frost.online import OnlineStore
 from frost.repo import FeatureRepo
 from frost.sample_data import FIRST_USER_ID, SampleSpec, generate
 from frost.services import RedisServer, SparkStandalone, free_port
 from pipelines.batch import backfill, materialize, materialize_incremental
 from tests.conftest import copy_repo
-
-pytestmark = pytest.mark.spark
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 START = END - timedelta(days=7)
@@ -77,9 +83,9 @@ def test_same_hashes_as_feast_materialize(
     redis_client: redis.Redis,
     feast_redis: RedisServer,
     batch_data: Path,
-    spark: Any,
 ) -> None:
-    report = materialize(batch_repo, START, END, spark=spark)
+    report = materialize(batch_repo, START, END)
+    assert report.engine == "local"
     feast_client = redis.Redis(port=feast_redis.port)
     feast_client.flushall()
     feast_repo = _repo(tmp_path / "feast", feast_redis.connection_string, batch_data)
@@ -146,8 +152,9 @@ def _broken_fields(repo: FeatureRepo, quarantined: pa.Table) -> set[tuple[bytes,
     return out
 
 
+@pytest.mark.parametrize("engine", ["local", pytest.param("spark", marks=pytest.mark.spark)])
 def test_quarantine_holds_every_broken_value_and_incomplete_row(
-    batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
+    batch_repo: FeatureRepo, redis_client: redis.Redis, request: pytest.FixtureRequest, engine: str
 ) -> None:
     path = batch_repo.path / "data" / "user_activity_7d.parquet"
     table = pq.read_table(path)
@@ -161,7 +168,10 @@ def test_quarantine_holds_every_broken_value_and_incomplete_row(
     )
     pq.write_table(pa.concat_tables([table, extra]), path)
 
-    report = materialize(batch_repo, START, END, views=["user_activity_7d"], spark=spark)
+    spark = request.getfixturevalue("spark") if engine == "spark" else None
+    report = materialize(
+        batch_repo, START, END, views=["user_activity_7d"], engine=engine, spark=spark
+    )
     totals = report.totals()["user_activity_7d"]
     quarantined = _quarantine(report)
     assert set(quarantined.column("view").to_pylist()) == {"user_activity_7d"}
@@ -176,42 +186,46 @@ def test_quarantine_holds_every_broken_value_and_incomplete_row(
     for row in value_rows.to_pylist():
         assert row["entity"].startswith('{"user_id": ')
         assert row["event_time"] is not None and row["value"] is not None
+    row_records = quarantined.filter(pc.is_null(quarantined.column("field"))).to_pylist()
+    no_key = next(r for r in row_records if r["rule"] == "missing_entity_key")
+    assert json.loads(no_key["entity"]) == {"user_id": None}
+    assert json.loads(no_key["value"])["sessions_7d"] is not None  # the row, by source names
     assert totals.entities_written == 300
 
 
 def test_rerun_changes_nothing_and_intervals_are_recorded(
-    batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
+    batch_repo: FeatureRepo, redis_client: redis.Redis
 ) -> None:
     middle = END - timedelta(days=1)
-    materialize(batch_repo, START, middle, spark=spark)
+    materialize(batch_repo, START, middle)
     first = _dump(redis_client)
-    again = materialize(batch_repo, START, middle, spark=spark)
+    again = materialize(batch_repo, START, middle)
     assert _dump(redis_client) == first
     assert again.totals()["user_profile"].skipped_older == 0
 
     views = batch_repo.feast_views()
     assert all(v.most_recent_end_time == middle for v in views.values())
     # Frost and Feast agree on where an incremental run starts.
-    incremental = materialize_incremental(batch_repo, END, spark=spark)
+    incremental = materialize_incremental(batch_repo, END)
     assert {(r.start, r.end) for r in incremental.views} == {(middle, END)}
     batch_repo.feature_store.materialize_incremental(END + timedelta(hours=1))
     for view in batch_repo.feast_views().values():
         assert view.materialization_intervals[-1][0] == END
         assert view.most_recent_end_time == END + timedelta(hours=1)
-    assert materialize_incremental(batch_repo, END + timedelta(hours=1), spark=spark).views == []
+    assert materialize_incremental(batch_repo, END + timedelta(hours=1)).views == []
 
 
-def test_failed_run_records_nothing(batch_repo: FeatureRepo, spark: Any) -> None:
+def test_failed_run_records_nothing(batch_repo: FeatureRepo) -> None:
     dead = copy_repo(batch_repo.path.parent / "dead", f"127.0.0.1:{free_port()}")
     shutil.copytree(batch_repo.path / "data", dead / "data", dirs_exist_ok=True)
     repo = FeatureRepo(dead)
-    with pytest.raises(OnlineStoreUnavailable, match="feature view"):
-        materialize(repo, START, END, spark=spark)
+    with pytest.raises(OnlineStoreUnavailable, match="Redis"):
+        materialize(repo, START, END)
     assert all(not v.materialization_intervals for v in repo.feast_views().values())
 
 
 def test_backfill_keeps_newer_streamed_values(
-    batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
+    batch_repo: FeatureRepo, redis_client: redis.Redis
 ) -> None:
     view = batch_repo.view("user_session_live")
     streamed = pa.table(
@@ -229,9 +243,7 @@ def test_backfill_keeps_newer_streamed_values(
     )
     with OnlineStore.from_config(batch_repo.online_config, batch_repo.project) as store:
         store.write(view, streamed)
-        report = backfill(
-            batch_repo, START, END, chunk=timedelta(days=1), views=[view.name], spark=spark
-        )
+        report = backfill(batch_repo, START, END, chunk=timedelta(days=1), views=[view.name])
         got = store.read(
             [(view, ["session_minutes"])], {"user_id": [FIRST_USER_ID, FIRST_USER_ID + 1]}
         )
@@ -249,23 +261,19 @@ def test_backfill_keeps_newer_streamed_values(
         ("missing_file", BadInput, "no such file or directory"),
         ("missing_column", SchemaMismatch, "win_rate_7d missing"),
         ("mistyped_column", SchemaMismatch, "'sessions_7d' is string"),
-        ("unknown_view", UnknownObject, "unknown feature view(s) nope"),
-        ("reversed_window", BadInput, "is not before"),
     ],
 )
-def test_bad_input_fails_before_anything_is_written(
+def test_an_unusable_source_fails_its_view_and_the_others_run(
     batch_repo: FeatureRepo,
     redis_client: redis.Redis,
-    spark: Any,
     change: str,
     error: type[Exception],
     words: str,
 ) -> None:
     path = batch_repo.path / "data" / "user_activity_7d.parquet"
-    start, end, views = START, END, None
     if change == "missing_file":
         path.unlink()
-    elif change in ("missing_column", "mistyped_column"):
+    else:
         table = pq.read_table(path)
         if change == "missing_column":
             table = table.drop_columns(["win_rate_7d"])
@@ -275,16 +283,68 @@ def test_bad_input_fails_before_anything_is_written(
                 index, "sessions_7d", pc.cast(table["sessions_7d"], pa.string())
             )
         pq.write_table(table, path)
-    elif change == "unknown_view":
+    with pytest.raises(PartialFailure) as caught:
+        materialize(batch_repo, START, END)
+    assert list(caught.value.failures) == ["user_activity_7d"]
+    failure = caught.value.failures["user_activity_7d"]
+    assert isinstance(failure, error) and words in str(failure)
+    assert "feature view 'user_activity_7d'" in str(failure)
+    assert caught.value.code == 2
+    report = caught.value.result
+    assert set(report.totals()) == {
+        "user_profile", "experience_stats", "user_experience_engagement",
+        "user_session_live", "experience_live",
+    }  # fmt: skip
+    assert redis_client.dbsize() > 300
+    intervals = {n: v.intervals for n, v in batch_repo.view_entries().items()}
+    assert intervals.pop("user_activity_7d") == ()
+    assert all(recorded == ((START, END),) for recorded in intervals.values())
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        ("unknown_view", UnknownObject, "unknown feature view(s) nope"),
+        ("reversed_window", BadInput, "is not before"),
+    ],
+)
+def test_a_wrong_command_fails_before_anything_is_written(
+    batch_repo: FeatureRepo,
+    redis_client: redis.Redis,
+    change: str,
+    error: type[Exception],
+    words: str,
+) -> None:
+    start, end, views = START, END, None
+    if change == "unknown_view":
         views = ["user_profile", "nope"]
     else:
         start, end = END, START
     with pytest.raises(error) as caught:
-        materialize(batch_repo, start, end, views=views, spark=spark)
+        materialize(batch_repo, start, end, views=views)
     assert words in str(caught.value)
     assert redis_client.dbsize() == 0
 
 
+def test_cli_reports_the_failed_view_after_the_summary(
+    batch_repo: FeatureRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from frost.cli import main
+
+    (batch_repo.path / "data" / "experience_stats.parquet").unlink()
+    argv = ["--repo", str(batch_repo.path), "materialize", "--start", START.isoformat(),
+            "--end", END.isoformat()]  # fmt: skip
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "user_profile" in out and "experience_stats" not in out
+    assert err.strip().splitlines() == [
+        f"frost: error: feature view 'experience_stats', source file "
+        f"{batch_repo.path / 'data' / 'experience_stats.parquet'}: no such file or directory"
+    ]
+
+
+@pytest.mark.spark
 def test_spark_source_table_and_query(
     batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
 ) -> None:
@@ -306,8 +366,14 @@ def test_spark_source_table_and_query(
     repo_module.apply(batch_repo)
     report = materialize(batch_repo, START, END, views=["experience_stats"], spark=spark)
     assert report.totals()["experience_stats"].entities_written == 40
+    with pytest.raises(PartialFailure) as caught:  # the local engine says what to do
+        materialize(batch_repo, START, END, views=["experience_stats"], engine="local")
+    assert "read by Spark only; run this command with --engine spark" in str(
+        caught.value.failures["experience_stats"]
+    )
 
 
+@pytest.mark.spark
 def test_cli_against_a_standalone_spark_cluster(
     batch_repo: FeatureRepo, redis_client: redis.Redis
 ) -> None:
@@ -350,6 +416,7 @@ def test_cli_bad_window_is_one_line(
     assert err.count("\n") == 1 and "is not before" in err
 
 
+@pytest.mark.spark
 def test_latest_row_wins_with_created_time_tie_break_across_arrow_batches(
     batch_repo: FeatureRepo, redis_client: redis.Redis, spark: Any
 ) -> None:

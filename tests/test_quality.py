@@ -22,7 +22,7 @@ import pytest
 
 from frost import repo as repo_module
 from frost.checks import Rule, ViewChecker
-from frost.push import latest_per_entity
+from tests.reference import latest_per_entity
 from frost.quality import QualityOptions, QualityReport, Status, quality_report, view_suites
 from frost.quality._drift import psi
 from frost.quality._frames import read_offline, rows_between
@@ -31,14 +31,13 @@ from frost.sample_data import SampleSpec, generate
 from frost.services import RedisServer
 from tests.conftest import ROOT, SAMPLE_END, copy_repo
 
-pytestmark = pytest.mark.spark
 
 START, END = SAMPLE_END - timedelta(days=1), SAMPLE_END
 ALL_ENTITIES = QualityOptions(sample_size=100_000)
 
 
 @pytest.fixture(scope="module")
-def clean_repo(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[FeatureRepo]:
+def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureRepo]:
     """Sample data without contract violations, materialized into a Redis of its own."""
     from pipelines.batch import materialize
 
@@ -48,7 +47,7 @@ def clean_repo(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator
         generate(path / "data", spec)
         repo = FeatureRepo(path)
         repo_module.apply(repo)
-        materialize(repo, SAMPLE_END - timedelta(days=10), SAMPLE_END, spark=spark)
+        materialize(repo, SAMPLE_END - timedelta(days=10), SAMPLE_END)
         yield repo
 
 
@@ -56,8 +55,8 @@ def _fresh_now(repo: FeatureRepo) -> datetime:
     """A time at which every view's newest value is within its bound: the oldest of the
     views' newest event times."""
     newest = []
-    for name, feast_view in repo.feast_views().items():
-        table = read_offline(repo.path, feast_view, repo.view(name))
+    for name, entry in repo.view_entries().items():
+        table = read_offline(entry.batch_source, repo.view(name))
         newest.append(pc.max(table.column("event_timestamp")).as_py())
     return min(newest)
 

@@ -64,10 +64,9 @@ def _keys(repo: FeatureRepo, service: str) -> dict[str, list[Any]]:
 
 
 def _pairs(repo: FeatureRepo) -> list[tuple[int, int]]:
-    from frost.push import read_table, source_settings
+    from tests.reference import source_table
 
-    _, _, _, path = source_settings(repo.feast_views()["user_experience_engagement"])
-    table = read_table(repo.path / path).select(["user_id", "experience_id"])
+    table = source_table(repo, "user_experience_engagement").select(["user_id", "experience_id"])
     return sorted(set(zip(*(c.to_pylist() for c in table.columns), strict=True)))[:12]
 
 

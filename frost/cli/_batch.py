@@ -1,4 +1,5 @@
-"""``frost materialize``, ``materialize-incremental`` and ``backfill``: Spark batch jobs."""
+"""``frost materialize``, ``materialize-incremental`` and ``backfill``: batch jobs on the
+local engine (DuckDB) or Spark."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 from frost._durations import parse_duration
 from frost._format import format_table
-from frost.cli._args import positive_duration, spark_conf, timestamp
+from frost.cli._args import positive_duration, timestamp
+from frost.cli._engine import add_engine_flags, engine_options
+from frost.errors import PartialFailure
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -17,18 +20,7 @@ Subparsers = Any
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", default=None, help="comma-separated view names (default: all)")
-    parser.add_argument(
-        "--spark-master",
-        default=None,
-        help="Spark master URL (default: frost.spark.master, local[*])",
-    )
-    parser.add_argument(
-        "--spark-conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Spark configuration; repeatable",
-    )
+    add_engine_flags(parser)
     parser.add_argument(
         "--quarantine", type=Path, default=None, help="quarantine dataset directory"
     )
@@ -36,7 +28,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
-        "materialize", help="load [start, end) of the views' offline sources into Redis (Spark)"
+        "materialize", help="load [start, end) of the views' offline sources into Redis"
     )
     parser.add_argument("--start", required=True, type=timestamp, help="ISO 8601, UTC if no zone")
     parser.add_argument("--end", required=True, type=timestamp, help="ISO 8601, UTC if no zone")
@@ -45,7 +37,7 @@ def register(commands: Subparsers) -> None:
 
     parser = commands.add_parser(
         "materialize-incremental",
-        help="load each view from where its last materialization ended up to --end (Spark)",
+        help="load each view from where its last materialization ended up to --end",
     )
     parser.add_argument("--end", required=True, type=timestamp, help="ISO 8601, or 'now'")
     _common(parser)
@@ -68,11 +60,10 @@ def register(commands: Subparsers) -> None:
 
 
 def _options(args: argparse.Namespace, repo: FeatureRepo) -> dict[str, Any]:
-    conf = spark_conf(args.spark_conf)
     views = [v.strip() for v in args.views.split(",") if v.strip()] if args.views else None
     return {
         "views": views,
-        "spark_settings": repo.settings.spark.with_overrides(args.spark_master, conf),
+        **engine_options(args, repo),
         "quarantine_dir": args.quarantine,
         "report_progress": _progress_printer(),
     }
@@ -82,23 +73,34 @@ def run_materialize(args: argparse.Namespace) -> int:
     from pipelines.batch import materialize
 
     repo = FeatureRepo.open(args.repo)
-    _print(materialize(repo, args.start, args.end, **_options(args, repo)))
-    return 0
+    return _reported(lambda: materialize(repo, args.start, args.end, **_options(args, repo)))
 
 
 def run_incremental(args: argparse.Namespace) -> int:
     from pipelines.batch import materialize_incremental
 
     repo = FeatureRepo.open(args.repo)
-    _print(materialize_incremental(repo, args.end, **_options(args, repo)))
-    return 0
+    return _reported(lambda: materialize_incremental(repo, args.end, **_options(args, repo)))
 
 
 def run_backfill(args: argparse.Namespace) -> int:
     from pipelines.batch import backfill
 
     repo = FeatureRepo.open(args.repo)
-    _print(backfill(repo, args.start, args.end, chunk=args.chunk, **_options(args, repo)))
+    options = _options(args, repo)
+    return _reported(lambda: backfill(repo, args.start, args.end, chunk=args.chunk, **options))
+
+
+def _reported(run: Any) -> int:
+    """Run, print the summary; views that failed get one error line each (exit 2 when
+    every failure is bad input, else 1), after the summary of the ones that ran."""
+    try:
+        _print(run())
+    except PartialFailure as exc:
+        _print(exc.result)
+        for _view, error in sorted(exc.failures.items()):
+            print(f"frost: error: {error}", file=sys.stderr)
+        return exc.code
     return 0
 
 
@@ -134,8 +136,9 @@ def _print(report: Any) -> None:
         "view", "window (UTC)", "rows read", "entities written", "kept newer",
         "values nulled", "rows quarantined", "seconds",
     ]  # fmt: skip
-    print(format_table(headers, rows))
-    if not rows:
+    if rows:
+        print(format_table(headers, rows))
+    elif not report.failures:
         print("Nothing to materialize: every view is already up to date.")
     quarantined = sum(r.values_nulled + r.rows_quarantined for r in report.views)
     if quarantined:

@@ -165,7 +165,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def register_write(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "write",
-        help="write a parquet file's latest row per entity into the online store",
+        help="write a parquet file's latest row per entity into the online store (any time)",
     )
     parser.add_argument("--view", required=True, help="feature view name")
     parser.add_argument(
@@ -175,43 +175,18 @@ def register_write(commands: Subparsers) -> None:
 
 
 def run_write(args: argparse.Namespace) -> int:
-    from frost.online import OnlineStore
-    from frost.push import push_table, read_table, source_settings
+    from pipelines.batch import write_file
 
     repo = _repo(args)
-    config = repo.online_config  # a bad connection string fails before any work
-    view = repo.view(args.view)
-    contract = repo.contracts()[args.view]
-    feast_view = repo.feast_views()[args.view]
-    event_time, created, mapping, source_path = source_settings(feast_view)
-    path = args.file or _source_file(repo, source_path, args.view)
-    table = read_table(path)
-    with OnlineStore.from_config(config, repo.project) as store:
-        report = push_table(
-            store,
-            view,
-            contract,
-            table,
-            event_time_column=event_time,
-            created_time_column=created,
-            field_mapping=mapping,
-        )
-    nulled = sum(report.values_nulled.values())
+    _ = repo.online_config  # a bad connection string fails before any work
+    report = write_file(repo, args.view, args.file)
     print(
         f"{report.view}: {report.rows_read} rows read, {report.entities_written} entities "
-        f"written, {report.skipped_older} skipped (Redis held newer), {nulled} values nulled "
-        f"by contracts, {report.seconds:.2f}s"
+        f"written, {report.skipped_older} skipped (Redis held newer), {report.values_nulled} "
+        f"values nulled by contracts, {report.rows_quarantined} rows without a key or time "
+        f"quarantined, {report.seconds:.2f}s"
     )
-    for (field, rule), count in sorted(report.values_nulled.items()):
-        print(f"  {field}: {count} broke {rule}")
     return 0
-
-
-def _source_file(repo: FeatureRepo, source_path: str | None, view: str) -> Path:
-    if not source_path:
-        raise BadInput(f"feature view '{view}' has no file source; pass --file")
-    path = Path(source_path)
-    return path if path.is_absolute() else repo.path / path
 
 
 # -- get ----------------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ _FEAST_NAME = {
     Scalar.UNIX_TIMESTAMP: "UnixTimestamp",
 }
 
+_BY_FEAST_NAME = {name: scalar for scalar, name in _FEAST_NAME.items()}
+
 _ARROW_TYPE = {
     Scalar.BYTES: pa.binary(),
     Scalar.STRING: pa.string(),
@@ -98,9 +100,34 @@ class FeatureType:
     def is_numeric(self) -> bool:
         return self.scalar.is_numeric
 
+    def accepts(self, source: pa.DataType) -> bool:
+        """Whether a source column of Arrow type ``source`` can be stored as this type
+        without loss. A column of type ``null`` (all nulls, as pandas writes an empty or
+        all-None column) fits every type. Engines check sources with this before a job."""
+        if pa.types.is_null(source):
+            return True
+        if pa.types.is_dictionary(source):
+            source = source.value_type
+        if self.is_list:
+            if not (pa.types.is_list(source) or pa.types.is_large_list(source)):
+                return False
+            return FeatureType(self.scalar).accepts(source.value_type)
+        return bool(_ACCEPTS[self.scalar](source))
+
     def __str__(self) -> str:
         name = _FEAST_NAME[self.scalar]
         return f"Array({name})" if self.is_list else name
+
+    @classmethod
+    def parse(cls, text: str) -> FeatureType:
+        """The inverse of ``str()``: ``"Int64"``, ``"Array(Float32)"``."""
+        inner = (
+            text[len("Array(") : -1] if text.startswith("Array(") and text.endswith(")") else None
+        )
+        scalar = _BY_FEAST_NAME.get(inner if inner is not None else text)
+        if scalar is None:
+            raise DefinitionError(f"'{text}' is not a Frost feature type")
+        return cls(scalar, is_list=inner is not None)
 
     @classmethod
     def from_feast_value_type(cls, number: int, where: str) -> FeatureType:
@@ -121,6 +148,34 @@ class FeatureType:
     def of_feast_field(cls, field: Any, where: str) -> FeatureType:
         """The type of a ``feast.Field`` (its ``dtype``)."""
         return cls.from_feast_value_type(int(field.dtype.to_value_type().value), where)
+
+
+def _narrow_int(t: pa.DataType) -> bool:
+    return t in (pa.int8(), pa.int16(), pa.int32(), pa.uint8(), pa.uint16())
+
+
+def _int(t: pa.DataType) -> bool:
+    return _narrow_int(t) or t in (pa.int64(), pa.uint32())
+
+
+def _number(t: pa.DataType) -> bool:
+    return _int(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+_ACCEPTS = {
+    Scalar.INT32: _narrow_int,
+    Scalar.INT64: _int,
+    Scalar.FLOAT: _number,
+    Scalar.DOUBLE: _number,
+    Scalar.BOOL: pa.types.is_boolean,
+    Scalar.STRING: lambda t: (
+        pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    ),
+    Scalar.BYTES: lambda t: (
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+    ),
+    Scalar.UNIX_TIMESTAMP: lambda t: pa.types.is_timestamp(t) or t in (pa.int64(), pa.int32()),
+}
 
 
 def _feast_type_name(number: int) -> str:

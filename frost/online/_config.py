@@ -92,21 +92,40 @@ class RedisStoreConfig:
     @classmethod
     def from_feast(cls, online_store: Any) -> RedisStoreConfig:
         """Build from Feast's parsed ``RepoConfig.online_store``."""
-        kind = getattr(online_store, "type", None)
+        return cls.from_section(
+            {
+                name: getattr(online_store, name)
+                for name in ("type", "redis_type", "connection_string", "key_ttl_seconds")
+                if hasattr(online_store, name)
+            }
+        )
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> RedisStoreConfig:
+        """Build from the raw ``online_store`` mapping of ``feature_store.yaml``, with
+        Feast's defaults for what it leaves out."""
+        section = section or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{_SECTION}: expected a mapping with type: redis")
+        kind = section.get("type")
         if kind != "redis":
             raise ConfigError(
                 f"{_SECTION}.type is '{kind}'; Frost serves from Redis, set type: redis"
             )
-        redis_type = str(getattr(online_store.redis_type, "value", online_store.redis_type))
+        raw_type = section.get("redis_type", "redis")
+        redis_type = str(getattr(raw_type, "value", raw_type))
         if redis_type not in ("redis", "redis_cluster"):
             raise ConfigError(
                 f"{_SECTION}.redis_type '{redis_type}' is not supported by Frost; "
                 "use redis or redis_cluster"
             )
+        ttl = section.get("key_ttl_seconds")
+        if ttl is not None and not isinstance(ttl, int):
+            raise ConfigError(f"{_SECTION}.key_ttl_seconds must be a whole number of seconds")
         return cls.from_connection_string(
-            online_store.connection_string,
+            str(section.get("connection_string", "localhost:6379")),
             cluster=redis_type == "redis_cluster",
-            key_ttl_seconds=online_store.key_ttl_seconds,
+            key_ttl_seconds=ttl,
         )
 
 

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -37,7 +36,7 @@ from frost.quality._model import Check, QualityReport, Status, ViewQuality
 from frost.quality._online import consistency_checks, expected_rows, freshness_checks, sample
 from frost.quality._page import write_page
 from frost.quality._suites import ExpectationSpec, Suite, view_suites
-from frost.repo import FeatureRepo
+from frost.repo import FeatureRepo, ViewEntry
 from frost.schema import ViewSchema
 
 __all__ = [
@@ -109,8 +108,8 @@ def quality_report(
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    feast_views = repo.feast_views()
-    names = _chosen(views, feast_views)
+    entries = repo.view_entries()
+    names = _chosen(views, entries)
     report = QualityReport(
         project=repo.project,
         generated_at=now,
@@ -128,8 +127,8 @@ def quality_report(
         for name in names:
             job = _ViewJob(
                 repo,
-                feast_views[name],
-                ViewSchema.from_feast(feast_views[name]),
+                entries[name],
+                entries[name].schema,
                 contracts[name],
                 runner,
                 options,
@@ -148,7 +147,7 @@ def quality_report(
 @dataclass
 class _ViewJob:
     repo: FeatureRepo
-    feast_view: Any
+    entry: ViewEntry
     view: ViewSchema
     contract: ViewContract
     runner: ExpectationRunner
@@ -157,15 +156,14 @@ class _ViewJob:
 
     def run(self, store: OnlineStore | None, store_error: str | None) -> ViewQuality:
         view = self.view
-        stream = getattr(self.feast_view, "stream_source", None) is not None
         quality = ViewQuality(
             view=view.name,
-            kind="stream" if stream else "batch",
+            kind="stream" if self.entry.stream else "batch",
             max_staleness_seconds=self.contract.freshness.max_staleness_seconds,
         )
         suites = view_suites(view, self.contract, tolerance=self.options.tolerance)
         try:
-            offline = read_offline(self.repo.path, self.feast_view, view)
+            offline = read_offline(self.entry.batch_source, view)
         except FrostError as exc:
             quality.checks.append(
                 Check("source", "offline rows readable", Status.ERROR, detail=str(exc))
@@ -216,7 +214,7 @@ class _ViewJob:
         self, quality: ViewQuality, offline: pa.Table, suites: list[Suite], store: OnlineStore
     ) -> None:
         view, report = self.view, self.report
-        intervals = list(getattr(self.feast_view, "materialization_intervals", []) or [])
+        intervals = list(self.entry.intervals)
         if intervals:
             first = _utc(min(i[0] for i in intervals))
             last = _utc(max(i[1] for i in intervals))
@@ -289,12 +287,12 @@ class _ViewJob:
         return checks
 
 
-def _chosen(views: Sequence[str] | None, feast_views: dict[str, Any]) -> list[str]:
+def _chosen(views: Sequence[str] | None, entries: dict[str, ViewEntry]) -> list[str]:
     if not views:
-        return sorted(feast_views)
-    unknown = [v for v in views if v not in feast_views]
+        return sorted(entries)
+    unknown = [v for v in views if v not in entries]
     if unknown:
-        known = ", ".join(sorted(feast_views)) or "none (run frost apply first)"
+        known = ", ".join(sorted(entries)) or "none (run frost apply first)"
         raise UnknownObject(f"unknown feature view(s) {', '.join(unknown)}; applied: {known}")
     return list(dict.fromkeys(views))
 

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from frost.codec import Scalar
-from frost.errors import DefinitionError, SchemaMismatch
+from frost.errors import BadInput, DefinitionError, SchemaMismatch
 from frost.online import ViewRows
-from frost.push import read_table, source_settings
+from frost.repo import SourceSpec
 from frost.schema import ViewSchema
 
 EVENT_TIME = "event_timestamp"
@@ -38,16 +38,22 @@ _PANDAS_TYPES: dict[pa.DataType, Any] = {
 }
 
 
-def read_offline(repo_path: Path, feast_view: Any, view: ViewSchema) -> pa.Table:
+def read_offline(source: SourceSpec | None, view: ViewSchema) -> pa.Table:
     """Every row of the view's batch source, renamed as described above."""
-    event_time, created, mapping, path = source_settings(feast_view)
     where = f"feature view '{view.name}'"
-    if not path:
+    if source is None:
+        raise DefinitionError(f"{where} has no batch source")
+    if not source.is_local_path or (source.file_format or "parquet") != "parquet":
         raise DefinitionError(
-            f"{where}: the quality report reads parquet files, and its batch source has no path "
-            "(a SparkSource table or query)"
+            f"{where}: the quality report reads local parquet files, and its batch source is "
+            f"{source.describe()}"
         )
-    file = Path(path) if Path(path).is_absolute() else repo_path / path
+    event_time, created, mapping = (
+        source.timestamp_field,
+        source.created_timestamp_column,
+        source.mapping,
+    )
+    file = Path(source.location)
     table = read_table(file)
     renames = {event_time: EVENT_TIME, **({created: CREATED_TIME} if created else {})}
     names = [renames.get(c, mapping.get(c, c)) for c in table.column_names]
@@ -58,6 +64,18 @@ def read_offline(repo_path: Path, feast_view: Any, view: ViewSchema) -> pa.Table
         if name in names:
             table = table.set_column(names.index(name), name, _as_utc(table.column(name)))
     return table
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read a parquet file or directory; a missing or unreadable path is bad input."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(f"{path}: not a readable parquet file ({exc})") from exc
 
 
 def rows_between(table: pa.Table, start: datetime, end: datetime) -> pa.Table:

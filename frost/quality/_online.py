@@ -20,7 +20,6 @@ from frost.checks import ViewChecker
 from frost.codec import Scalar
 from frost.contracts import ViewContract
 from frost.online import ViewRows
-from frost.push import latest_per_entity
 from frost.quality._frames import CREATED_TIME, EVENT_TIME
 from frost.quality._model import Check, Status
 from frost.schema import ViewSchema
@@ -34,6 +33,30 @@ def expected_rows(table: pa.Table, view: ViewSchema, contract: ViewContract) -> 
     created = CREATED_TIME if CREATED_TIME in table.column_names else None
     latest = latest_per_entity(table, view.join_key_names, EVENT_TIME, created)
     return ViewChecker(contract).check(latest).nulled(latest)
+
+
+def latest_per_entity(
+    table: pa.Table, keys: list[str], event_time: str, created_time: str | None = None
+) -> pa.Table:
+    """The latest row of each entity, ordered as the engines order rows: event time, then
+    created time (a missing one first), then position in the table."""
+    if table.num_rows == 0:
+        return table
+    order = pa.table({"__row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
+    columns = {k: table.column(k) for k in keys} | {"__time": table.column(event_time)}
+    if created_time and created_time in table.column_names:
+        columns["__created"] = table.column(created_time)
+    for name, column in columns.items():
+        order = order.append_column(name, column)
+    sort = [(k, "ascending") for k in columns]
+    ordered = order.sort_by([*sort, ("__row", "ascending")], null_placement="at_start")
+    last = np.zeros(ordered.num_rows, dtype=np.bool_)
+    last[-1] = True
+    for key in keys:
+        values = ordered.column(key).to_numpy(zero_copy_only=False)
+        last[:-1] |= values[1:] != values[:-1]
+    rows = ordered.column("__row").to_numpy()[last]
+    return table.take(pa.array(np.sort(rows)))
 
 
 def sample(table: pa.Table, keys: list[str], size: int, seed: int = 0) -> pa.Table:

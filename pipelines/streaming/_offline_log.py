@@ -2,15 +2,9 @@
 
 Off by default; with ``frost.stream_log_path`` set in ``feature_store.yaml``, every
 micro-batch the ingestor writes is also appended, after Redis has it and before the offsets
-are committed, under::
-
-    <stream_log_path>/<feature view>/date=YYYY-MM-DD/part-<time>-<id>.parquet
-
-with the view's join keys, its features (as written: contract-breaking values already
-null), ``event_timestamp`` and ``created_timestamp`` (when the ingestor wrote the row).
-Training sets read it together with the view's batch source, so they see streamed features
-as they were at each time. A replay after a crash may append a row twice; as-of joins
-take one of two identical rows, so that is harmless. Files are not compacted.
+are committed, in the layout ``frost.stream_log`` describes (contract-breaking values
+already null). A replay after a crash may append a row twice; as-of joins take one of two
+identical rows, so that is harmless. Files are not compacted.
 """
 
 from __future__ import annotations
@@ -23,14 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from frost.stream_log import CREATED_COLUMN, EVENT_COLUMN, view_log_dir
+
 __all__ = ["CREATED_COLUMN", "EVENT_COLUMN", "OfflineLog", "view_log_dir"]
-
-EVENT_COLUMN = "event_timestamp"
-CREATED_COLUMN = "created_timestamp"
-
-
-def view_log_dir(root: Path, view: str) -> Path:
-    return root / view
 
 
 class OfflineLog:

@@ -1,4 +1,4 @@
-"""Spark sessions for Frost's batch jobs: local by default, any cluster by master URL."""
+"""Spark sessions for the Spark engine: local[*] by default, any cluster by master URL."""
 
 from __future__ import annotations
 

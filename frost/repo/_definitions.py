@@ -1,0 +1,136 @@
+"""The repo's Python definitions: imported and checked (``parse_definitions``), then applied
+with Feast (``apply``). User code runs inside an error boundary that names the file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_for_issues
+from frost.errors import ContractIssue, DefinitionError, FrostError
+from frost.schema import ViewSchema
+
+if TYPE_CHECKING:
+    from frost.repo._repo import FeatureRepo
+
+
+def contract_of(view: ViewSchema) -> tuple[ViewContract, list[ContractIssue]]:
+    """Parse a view's ``frost.*`` tags into its contract, with every issue found."""
+    fields = [FieldSpec(f.name, f.type, f.tag_map) for f in view.features]
+    return parse_view_contract(view.name, dict(view.tags), view.ttl, fields)
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """What the repo's Python files declare (Feast's ``RepoContents``) plus Frost's view."""
+
+    contents: Any
+    schemas: dict[str, ViewSchema]
+    contracts: dict[str, ViewContract]
+
+
+def parse_definitions(repo: Path) -> Definitions:
+    """Import the repo's definitions and check them: types Frost can store, valid contracts.
+
+    Raises ``DefinitionError`` naming the file when user code fails to import, and one
+    ``ContractError`` listing every bad ``frost.*`` tag.
+    """
+    from feast.repo_operations import parse_repo
+
+    with inside(repo):
+        try:
+            contents = parse_repo(repo)
+        except FrostError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(
+                f"importing the definitions in {repo} failed: {_user_frame(exc, repo)}"
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    schemas: dict[str, ViewSchema] = {}
+    contracts: dict[str, ViewContract] = {}
+    issues: list[ContractIssue] = []
+    for view in [*contents.feature_views, *contents.stream_feature_views]:
+        schema = ViewSchema.from_feast(view)
+        schemas[schema.name] = schema
+        contracts[schema.name], found = contract_of(schema)
+        issues += found
+    raise_for_issues(issues)
+    return Definitions(contents=contents, schemas=schemas, contracts=contracts)
+
+
+def apply(repo: FeatureRepo) -> Definitions:
+    """``feast apply`` for the repo, after Frost's own checks passed (nothing applied if not);
+    then the registry snapshot is compiled for the commands that follow."""
+    from feast.repo_operations import apply_total_with_repo_instance
+
+    _ = repo.online_config  # a bad online_store section fails before anything is applied
+    definitions = parse_definitions(repo.path)
+    project = repo.project
+    store = repo.feature_store
+    with inside(repo.path):
+        try:
+            apply_total_with_repo_instance(
+                store, project, store.registry, definitions.contents, skip_source_validation=False
+            )
+        except FrostError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(f"feast apply failed: {_first_line(exc)}") from exc
+    repo.recompile_snapshot()
+    return definitions
+
+
+@contextlib.contextmanager
+def inside(repo: Path) -> Iterator[None]:
+    """Run with the repo as working directory and import root, forgetting earlier imports
+    of its modules (Feast imports definitions by module name relative to the cwd)."""
+    previous = Path.cwd()
+    module_names = {".".join(p.relative_to(repo).with_suffix("").parts) for p in repo.rglob("*.py")}
+    for name in module_names:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(repo))
+    os.chdir(repo)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(repo))
+
+
+@contextlib.contextmanager
+def importable(repo: Path) -> Iterator[None]:
+    """The repo on ``sys.path``: a stream view's UDF is pickled by reference to the repo's
+    module, so reading the registry imports it."""
+    added = str(repo) not in sys.path
+    if added:
+        sys.path.append(str(repo))
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(repo))
+
+
+def _user_frame(exc: BaseException, repo: Path) -> str:
+    """``file:line: `` of the innermost traceback frame inside the repo, if any."""
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(str(repo)):
+            where = f"{Path(filename).relative_to(repo)}:{tb.tb_lineno}: "
+        tb = tb.tb_next
+    return where
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,88 @@
+"""``SparkEngine``: jobs on any Spark master; the session starts on a thread at once, so the
+JVM boots while the job checks its inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from frost.errors import BadInput, FrostError, JobError
+from frost.settings import SparkSettings
+from pipelines.engines._base import (
+    Engine,
+    MaterializeTask,
+    Quarantine,
+    Reporter,
+    TrainingCounts,
+    TrainingJob,
+    ViewReport,
+)
+from pipelines.engines._schema import check_source_schema, where
+from pipelines.engines.spark._materialize import run_window
+from pipelines.engines.spark._progress import Progress
+from pipelines.engines.spark._session import SessionStarter
+from pipelines.engines.spark._sources import local_schema, raw_source, spark_schema
+from pipelines.engines.spark._training import training_set
+
+
+class SparkEngine(Engine):
+    name: ClassVar[str] = "spark"
+
+    def __init__(self, settings: SparkSettings | None = None, session: Any = None) -> None:
+        self.settings = settings or SparkSettings()
+        self._starter = SessionStarter(self.settings, session)
+        self._session: Any = None
+        self._context: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The Spark session (waits for it to start)."""
+        if self._session is None:
+            self._context = self._starter.session()
+            self._session = self._context.__enter__()
+        return self._session
+
+    def check_source(self, task: MaterializeTask) -> None:
+        schema = local_schema(task.source, task.view)
+        if schema is None:  # a table, a query, remote files: Spark must describe them
+            try:
+                schema = spark_schema(raw_source(self.session, task.source, task.view))
+            except FrostError:
+                raise
+            except Exception as exc:
+                raise BadInput(f"{where(task.view, task.source)}: {_first_line(exc)}") from exc
+        check_source_schema(schema, task.view, task.source)
+
+    def materialize(
+        self,
+        task: MaterializeTask,
+        start: datetime,
+        end: datetime,
+        quarantine: Quarantine,
+        progress: Reporter | None = None,
+    ) -> ViewReport:
+        with Progress(self.session, progress):
+            return run_window(self.session, task, start, end, quarantine)
+
+    def training_set(self, job: TrainingJob) -> TrainingCounts:
+        try:
+            return training_set(self.session, job)
+        except FrostError:
+            raise
+        except Exception as exc:
+            raise JobError(
+                f"the training set of '{job.service}' failed: {_first_line(exc)}"
+            ) from exc
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+            self._session = None
+        else:
+            self._starter.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
