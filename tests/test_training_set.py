@@ -1,6 +1,7 @@
-"""Training sets: Frost's point-in-time join equals Feast's ``get_historical_features`` on
-the rows Feast returns and an independent pandas ``merge_asof`` reference on every row, with
-contracts applied as on the online path; bad input fails before Spark runs."""
+"""Training sets on the default (local) engine: Frost's point-in-time join equals Feast's
+``get_historical_features`` on the rows Feast returns and an independent pandas
+``merge_asof`` reference on every row, with contracts applied as on the online path; bad
+input fails before any engine runs. tests/test_engines.py holds Spark's equal."""
 
 from __future__ import annotations
 
@@ -16,19 +17,17 @@ import pytest
 from frost.checks import ViewChecker
 from frost.codec import Scalar
 from frost.errors import BadInput, SchemaMismatch, UnknownObject
-from frost.push import read_table, source_settings
 from frost.repo import FeatureRepo
 from pipelines.offline import training_set
 from tests.conftest import SAMPLE_END
-
-pytestmark = pytest.mark.spark
+from tests.reference import source_of, source_table
 
 
 def entity_rows(repo: FeatureRepo, count: int, seed: int = 5) -> pd.DataFrame:
     """Users and experiences seen in the data, at times across (and before) its span."""
     rng = np.random.default_rng(seed)
-    _, _, _, path = source_settings(repo.feast_views()["user_experience_engagement"])
-    pairs = read_table(repo.path / path).select(["user_id", "experience_id"]).to_pandas()
+    pairs = source_table(repo, "user_experience_engagement")
+    pairs = pairs.select(["user_id", "experience_id"]).to_pandas()
     picked = pairs.sample(count, replace=True, random_state=seed).reset_index(drop=True)
     hours = rng.uniform(-24 * 5, 12, count)  # from two days before the data to after it
     picked["event_timestamp"] = SAMPLE_END + pd.to_timedelta(hours, unit="h")
@@ -44,8 +43,9 @@ def reference(repo: FeatureRepo, service: str, entities: pd.DataFrame) -> pd.Dat
     contracts = repo.contracts()
     out = entities.sort_values("event_timestamp").copy()
     for view, features in spec.views:
-        event_time, created, _, path = source_settings(repo.feast_views()[view.name])
-        source = read_table(repo.path / path).to_pandas()
+        spec = source_of(repo, view.name)
+        event_time, created = spec.timestamp_field, spec.created_timestamp_column
+        source = source_table(repo, view.name).to_pandas()
         keys = view.join_key_names
         source = source.dropna(subset=[*keys, event_time])
         source = source.sort_values([event_time, *([created] if created else [])])
@@ -93,20 +93,23 @@ def _null(value: Any) -> bool:
     return value is None or value is pd.NaT
 
 
-def frost_rows(repo: FeatureRepo, spark: Any, service: str, entities: pd.DataFrame, tmp: Path):
+def frost_rows(
+    repo: FeatureRepo, service: str, entities: pd.DataFrame, tmp: Path, **options: Any
+) -> tuple[Any, pd.DataFrame]:
     entity_file = tmp / "entities.parquet"
     entities.to_parquet(entity_file)
-    report = training_set(repo, service, entity_file, tmp / "out", spark=spark)
+    report = training_set(repo, service, entity_file, tmp / "out", **options)
     frame = pq.read_table(tmp / "out").to_pandas().set_index("row_id").sort_index()
     return report, frame
 
 
 @pytest.mark.parametrize("service", ["recommendation", "churn_prediction"])
 def test_training_set_equals_feast_and_the_reference(
-    example_repo: FeatureRepo, spark: Any, tmp_path: Path, service: str
+    example_repo: FeatureRepo, tmp_path: Path, service: str
 ) -> None:
     entities = entity_rows(example_repo, 600)
-    report, ours = frost_rows(example_repo, spark, service, entities, tmp_path)
+    report, ours = frost_rows(example_repo, service, entities, tmp_path)
+    assert report.engine == "local"
     assert report.rows == len(entities) == len(ours)  # every entity row kept
     assert list(ours["label"]) == list(entities.sort_values("row_id")["label"])
     expected = reference(example_repo, service, entities)
@@ -139,49 +142,39 @@ def test_training_set_equals_feast_and_the_reference(
     assert sum(report.nulls.values()) > 0
 
 
-def test_bad_input_fails_before_spark(
-    example_repo: FeatureRepo, spark: Any, tmp_path: Path
-) -> None:
-    """Each fails with one clear error before any Spark job (the session is passed in so
-    that no new one starts)."""
+def test_bad_input_fails_before_any_engine(example_repo: FeatureRepo, tmp_path: Path) -> None:
+    """Each fails with one clear error; none starts an engine (a Spark engine would be
+    started, and fail, only after these checks)."""
     entities = entity_rows(example_repo, 20)
+    out = tmp_path / "out"
     with pytest.raises(UnknownObject, match="unknown feature service 'nope'"):
-        training_set(example_repo, "nope", tmp_path / "x.parquet", tmp_path / "out", spark=spark)
+        training_set(example_repo, "nope", tmp_path / "x.parquet", out, engine="spark")
     with pytest.raises(BadInput, match="no such file"):
-        training_set(
-            example_repo, "recommendation", tmp_path / "x.parquet", tmp_path / "out", spark=spark
-        )
+        training_set(example_repo, "recommendation", tmp_path / "x.parquet", out, engine="spark")
     entities.drop(columns=["experience_id"]).to_csv(tmp_path / "e.csv", index=False)
     with pytest.raises(SchemaMismatch, match="experience_id missing"):
-        training_set(
-            example_repo, "recommendation", tmp_path / "e.csv", tmp_path / "out", spark=spark
-        )
+        training_set(example_repo, "recommendation", tmp_path / "e.csv", out, engine="spark")
     entities.to_parquet(tmp_path / "e.parquet")
     with pytest.raises(SchemaMismatch, match=r"column\(s\) ts missing"):
         training_set(
-            example_repo, "recommendation", tmp_path / "e.parquet", tmp_path / "out",
-            timestamp_column="ts", spark=spark,
+            example_repo, "recommendation", tmp_path / "e.parquet", out, timestamp_column="ts",
+            engine="spark",
         )  # fmt: skip
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(BadInput, match="cannot read it"):
-        training_set(
-            example_repo, "recommendation", tmp_path / "junk.parquet", tmp_path / "o", spark=spark
-        )
+        training_set(example_repo, "recommendation", tmp_path / "junk.parquet", out)
+    assert not out.exists()
 
 
-def test_csv_entities_with_string_times(
-    example_repo: FeatureRepo, spark: Any, tmp_path: Path
-) -> None:
+def test_csv_entities_with_string_times(example_repo: FeatureRepo, tmp_path: Path) -> None:
     entities = entity_rows(example_repo, 50)
     csv_entities = entities.assign(
         event_timestamp=entities["event_timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
     )
     csv_entities.to_csv(tmp_path / "entities.csv", index=False)
-    training_set(
-        example_repo, "churn_prediction", tmp_path / "entities.csv", tmp_path / "csv", spark=spark
-    )
+    training_set(example_repo, "churn_prediction", tmp_path / "entities.csv", tmp_path / "csv")
     _, from_parquet = frost_rows(
-        example_repo, spark, "churn_prediction",
+        example_repo, "churn_prediction",
         entities.assign(event_timestamp=entities["event_timestamp"].dt.floor("s")), tmp_path,
     )  # fmt: skip
     from_csv = pq.read_table(tmp_path / "csv").to_pandas().set_index("row_id").sort_index()
@@ -190,7 +183,7 @@ def test_csv_entities_with_string_times(
 
 @pytest.mark.kafka
 def test_streamed_events_reach_training_sets_at_their_times(
-    tmp_path: Path, redis_server: Any, kafka_broker: Any, spark: Any
+    tmp_path: Path, redis_server: Any, kafka_broker: Any
 ) -> None:
     """The ingestor appends what it writes to the offline log; a training set then sees
     each streamed value from its event time on, and not past the view's ttl (1 h)."""
@@ -235,14 +228,14 @@ def test_streamed_events_reach_training_sets_at_their_times(
             "row_id": range(len(rows)),
         }
     )
-    _, frame = frost_rows(repo, spark, "churn_prediction", entities, tmp_path)
+    _, frame = frost_rows(repo, "churn_prediction", entities, tmp_path)
     expected = [offsets[o] for _ in users for o in offsets]
     got = [None if _null(v) else int(v) for v in frame["matches_in_session"]]
     assert got == expected
 
 
 def test_training_set_at_the_end_of_a_materialized_window_equals_serving(
-    tmp_path: Path, spark: Any
+    tmp_path: Path,
 ) -> None:
     """Materialize a window, then: a training set for entities at the window's end holds
     exactly what the gRPC server returns for them, except values older than the view's ttl
@@ -261,11 +254,11 @@ def test_training_set_at_the_end_of_a_materialized_window_equals_serving(
         repo = FeatureRepo(copy_repo(tmp_path, backend.connection_string))
         generate(repo.path / "data", SampleSpec(users=150, experiences=20, days=3, end=SAMPLE_END))
         repo_module.apply(repo)
-        materialize(repo, SAMPLE_END - pd.Timedelta(days=10), SAMPLE_END, spark=spark)
+        materialize(repo, SAMPLE_END - pd.Timedelta(days=10), SAMPLE_END)
         entities = entity_rows(repo, 120).drop(columns="label")
         at = SAMPLE_END - pd.Timedelta(microseconds=1)
         entities["event_timestamp"] = at
-        _, offline = frost_rows(repo, spark, "recommendation", entities, tmp_path)
+        _, offline = frost_rows(repo, "recommendation", entities, tmp_path)
         with Server(repo) as server, FeatureClient(server.target) as client:
             served = client.get(
                 "recommendation",
@@ -305,7 +298,7 @@ def test_cli_prints_a_summary_and_rejects_bad_input(
     assert bad.returncode == 2 and "unknown feature service 'nope'" in bad.stderr
     good = subprocess.run(
         [*command, "--service", "churn_prediction", "--entities", str(tmp_path / "e.parquet"),
-         "--out", str(tmp_path / "out"), "--spark-master", "local[1]"],
+         "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert good.returncode == 0, good.stderr

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +32,15 @@ from pipelines.engines._writes import (
     incomplete_records,
     write_latest_rows,
 )
-from pipelines.engines.local._sql import POSITION, feature_rows, ident, order_key, relation
+from pipelines.engines.local._sql import (
+    POSITION,
+    feature_rows,
+    ident,
+    nano_columns,
+    order_key,
+    relation,
+    utc_time,
+)
 
 BATCH_ROWS = 65_536
 _QUEUED_BATCHES = 2
@@ -105,7 +114,8 @@ def _quarantine_incomplete(
     reverse = {name: original for original, name in source.mapping.items()}
     originals = [reverse.get(k, k) for k in view.join_key_names]
     missing_key = " OR ".join(f"{ident(k)} IS NULL" for k in originals)
-    stamp = f"CAST({ident(source.timestamp_field)} AS TIMESTAMPTZ)"
+    nanos = nano_columns(Path(source.location), (source.file_format or "parquet").lower())
+    stamp = utc_time(source.timestamp_field, nanos)
     window = (
         f"{stamp} >= TIMESTAMPTZ '{start.isoformat()}' "
         f"AND {stamp} < TIMESTAMPTZ '{end.isoformat()}'"

@@ -77,6 +77,31 @@ def relation(source: SourceSpec, view: ViewSchema) -> str:
     return f"(SELECT *, 0::BIGINT AS {POSITION} FROM {reader}({listed}{options}))"
 
 
+def nano_columns(path: Path, file_format: str = "parquet") -> set[str]:
+    """Timestamp columns stored in nanoseconds (pandas' default), from the first file's
+    footer: they are floored to microseconds, as the Spark engine reads them (DuckDB's own
+    cast would round)."""
+    if file_format != "parquet" or not path.exists():
+        return set()
+    files = data_files(path)
+    if not files:
+        return set()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])
+    return {f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
+
+
+def utc_time(column: str, nanos: set[str]) -> str:
+    """SQL for source column ``column`` as a UTC timestamp in microseconds (floored)."""
+    if column not in nanos:
+        return f"CAST({ident(column)} AS TIMESTAMPTZ)"
+    ns = f"epoch_ns({ident(column)})"
+    micros = f"{ns} // 1000 - CASE WHEN {ns} % 1000 < 0 THEN 1 ELSE 0 END"
+    return f"CAST(make_timestamp({micros}) AS TIMESTAMPTZ)"
+
+
 def feature_rows(source: SourceSpec, view: ViewSchema, features: list[str], number: int = 0) -> str:
     """SELECT of the view's join keys, ``features``, times and position from ``source``;
     ``number`` (0, 1, ...) keeps positions apart when several sources are united."""
@@ -85,9 +110,10 @@ def feature_rows(source: SourceSpec, view: ViewSchema, features: list[str], numb
         f"{ident(reverse.get(name, name))} AS {ident(name)}"
         for name in dict.fromkeys([*view.join_key_names, *features])
     ]
-    columns.append(f"CAST({ident(source.timestamp_field)} AS TIMESTAMPTZ) AS {EVENT_TIME}")
+    nanos = nano_columns(Path(source.location), (source.file_format or "parquet").lower())
+    columns.append(f"{utc_time(source.timestamp_field, nanos)} AS {EVENT_TIME}")
     created = source.created_timestamp_column
-    created_sql = f"CAST({ident(created)} AS TIMESTAMPTZ)" if created else "NULL::TIMESTAMPTZ"
+    created_sql = utc_time(created, nanos) if created else "NULL::TIMESTAMPTZ"
     columns.append(f"{created_sql} AS {CREATED_TIME}")
     columns.append(f"(({number}::BIGINT << {_SOURCE_BITS}) | {POSITION}) AS {POSITION}")
     return f"SELECT {', '.join(columns)} FROM {relation(source, view)}"

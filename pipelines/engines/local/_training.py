@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -29,7 +30,9 @@ from pipelines.engines.local._sql import (
     feature_rows,
     ident,
     literal,
+    nano_columns,
     order_key,
+    utc_time,
 )
 
 ENTITY_TIME = "__frost_entity_time"
@@ -103,7 +106,8 @@ def _entity_rows(job: TrainingJob) -> str:
         )
     types = {k.name: k.type for join in job.joins for k in join.view.join_keys}
     casts = ", ".join(f"CAST({ident(n)} AS {duck_type(t)}) AS {ident(n)}" for n, t in types.items())
-    stamp = f"CAST({ident(entities.timestamp_column)} AS TIMESTAMPTZ)"
+    nanos = set() if entities.is_csv else nano_columns(path)
+    stamp = utc_time(entities.timestamp_column, nanos)
     return f"SELECT * REPLACE ({casts}), {stamp} AS {ENTITY_TIME} FROM {source}"
 
 
@@ -140,11 +144,19 @@ def _served(
 
 
 def _passthrough_times(table: pa.Table) -> pa.Table:
-    """Timestamps as UTC microseconds (what the Spark engine writes)."""
+    """Timestamps in microseconds, floored, with the zone spelt UTC (as the Spark engine
+    writes them)."""
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type) and (field.type.unit != "us" or field.type.tz):
-            tz = "UTC" if field.type.tz else None
-            column = pc.cast(table.column(index), pa.timestamp("us", tz=tz), safe=False)
+            target = pa.timestamp("us", tz="UTC" if field.type.tz else None)
+            column = table.column(index)
+            if field.type.unit == "ns":
+                ticks = pc.cast(column, pa.int64()).combine_chunks()
+                nulls = ticks.is_null().to_numpy(zero_copy_only=False) if ticks.null_count else None
+                micros = np.floor_divide(ticks.fill_null(0).to_numpy(), 1000)
+                column = pa.array(micros, pa.int64(), mask=nulls).cast(target)
+            else:
+                column = pc.cast(column, target, safe=False)
             table = table.set_column(index, field.name, column)
     return table
 

@@ -89,7 +89,7 @@ def raw_source(spark: Any, source: SourceSpec, view: ViewSchema, number: int = 0
         elif source.kind == "query":
             frame = spark.sql(source.location)
         elif source.file_format in ("parquet", "") and source.is_local_path:
-            frame = read_parquet(spark, Path(source.location))
+            frame = read_parquet(spark, Path(source.location), with_metadata=True)
         else:
             frame = spark.read.format(source.file_format or "parquet").load(source.location)
     except Exception as exc:  # Spark raises AnalysisException and friends from py4j
@@ -119,10 +119,11 @@ def view_rows(raw: Any, source: SourceSpec) -> Any:
     return frame
 
 
-def read_parquet(spark: Any, path: Path) -> Any:
+def read_parquet(spark: Any, path: Path, *, with_metadata: bool = False) -> Any:
     """A local parquet file or directory as a DataFrame. Timestamps stored in nanoseconds
     (pandas writes them so by default), which Spark refuses to read, are read as integers
-    and turned into Spark timestamps (microseconds)."""
+    and turned into Spark timestamps (microseconds). ``with_metadata`` keeps Spark's
+    ``_metadata`` column (file path, row index) reachable."""
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
@@ -140,11 +141,17 @@ def read_parquet(spark: Any, path: Path) -> Any:
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     try:
         frame = spark.read.parquet(str(path))
-        frame = frame.select(*frame.columns, "_metadata")  # resolve while the setting holds
+        # Resolve the schema while the setting holds.
+        frame = frame.select(*frame.columns, *(["_metadata"] if with_metadata else []))
     finally:
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", previous)
     for name in nanos:
-        frame = frame.withColumn(name, F.timestamp_micros(F.floor(F.col(name) / 1000)))
+        # Integer arithmetic: a double quotient of 19-digit nanoseconds is off by 1 µs.
+        quoted = "`" + name.replace("`", "``") + "`"
+        micros = F.expr(
+            f"(CAST({quoted} AS BIGINT) - pmod(CAST({quoted} AS BIGINT), 1000)) div 1000"
+        )
+        frame = frame.withColumn(name, F.timestamp_micros(micros))
     return frame
 
 
