@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -439,4 +438,3 @@ def test_example_training_sets_are_equal_and_equal_feast(
     duplicates = frost.loc[4 * n : 4 * n + 4].drop(columns="label").reset_index(drop=True)
     originals = frost.loc[0:4].drop(columns="label").reset_index(drop=True)
     pd.testing.assert_frame_equal(duplicates, originals)
-

@@ -22,7 +22,6 @@ import pytest
 
 from frost import repo as repo_module
 from frost.checks import Rule, ViewChecker
-from tests.reference import latest_per_entity
 from frost.quality import QualityOptions, QualityReport, Status, quality_report, view_suites
 from frost.quality._drift import psi
 from frost.quality._frames import read_offline, rows_between
@@ -30,7 +29,7 @@ from frost.repo import FeatureRepo
 from frost.sample_data import SampleSpec, generate
 from frost.services import RedisServer
 from tests.conftest import ROOT, SAMPLE_END, copy_repo
-
+from tests.reference import latest_per_entity
 
 START, END = SAMPLE_END - timedelta(days=1), SAMPLE_END
 ALL_ENTITIES = QualityOptions(sample_size=100_000)
@@ -240,7 +239,7 @@ def test_ge_counts_agree_with_frost_contract_checks(tmp_path: Path) -> None:
     for view in report.views:
         name = view.view
         rows = rows_between(
-            read_offline(repo.path, repo.feast_views()[name], repo.view(name)), START, END
+            read_offline(repo.view_entries()[name].batch_source, repo.view(name)), START, END
         )
         frost_counts: dict[tuple[str, str], int] = {}
         for found in ViewChecker(repo.contracts()[name]).check(rows):

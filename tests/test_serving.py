@@ -167,6 +167,7 @@ def _profile_rows(repo: FeatureRepo, users: list[int], when: datetime) -> pa.Tab
             "lifetime_spend_usd": [5.0] * count,
             "account_created_at": [when] * count,
             "favorite_genres": [["rpg"]] * count,
+            "signup_channel": pa.nulls(count, pa.string()),
             "event_timestamp": [when] * count,
         }
     ).select([*view.join_key_names, *view.feature_names, "event_timestamp"])

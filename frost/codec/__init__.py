@@ -11,7 +11,7 @@ from frost.codec._keys import (
     varint_bytes,
     whole_seconds,
 )
-from frost.codec._segments import Segments, concat, decimal
+from frost.codec._segments import Segments, concat, decimal, group
 from frost.codec._types import FeatureType, Scalar
 from frost.codec._values import (
     decode_column,
@@ -35,6 +35,7 @@ __all__ = [
     "encode_values",
     "event_time_micros",
     "field_hash",
+    "group",
     "make_decoder",
     "normalize",
     "python_value",

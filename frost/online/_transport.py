@@ -67,6 +67,8 @@ class Pending(ABC):
 class RedisTransport(ABC):
     """Sends pipelines of pre-packed commands; a narrow seam for standalone and cluster."""
 
+    is_cluster: bool = False  # a cluster routes each command by its key's slot
+
     @abstractmethod
     def submit(self, keys: Segments, commands: Segments) -> Pending:
         """Send ``commands`` (row ``i`` addresses key ``i``) without waiting for replies."""
@@ -238,6 +240,8 @@ class ClusterTransport(RedisTransport):
     the topology is refreshed and the affected commands are sent again. Frost's commands
     are idempotent (newer-wins writes, reads), so a resend is safe.
     """
+
+    is_cluster = True
 
     def __init__(self, cluster: RedisCluster) -> None:
         self._cluster = cluster

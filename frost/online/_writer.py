@@ -1,9 +1,11 @@
 """Newer-wins writes of feature rows into Redis, in Feast's layout.
 
 ``OnlineWriter.write`` takes an Arrow table of one feature view (join keys, every feature,
-an event-time column) and stores each row with one call of ``newer_wins.lua``: the row is
-written unless Redis holds a newer event for that (entity, view). Everything about the table
-is checked and normalized before the first command is sent, so bad input writes nothing.
+an event-time column) and stores its rows with calls of ``newer_wins.lua``: each row is
+written unless Redis holds a newer event for that (entity, view). A call carries up to
+``entities_per_call`` rows (one on a Redis Cluster, whose calls must stay in one slot): the
+script's fixed cost per call is then shared. Everything about the table is checked and
+normalized before the first command is sent, so bad input writes nothing.
 
 Rows go out in chunks; while Redis works through one chunk the next one is being built, so
 Python and Redis overlap on two cores.
@@ -29,6 +31,7 @@ from frost.codec import (
     encode_values,
     event_time_micros,
     field_hash,
+    group,
     normalize,
     timestamp_field,
 )
@@ -38,6 +41,7 @@ from frost.online._transport import ErrorReply, Pending, RedisTransport
 from frost.schema import ViewSchema
 
 DEFAULT_CHUNK_ROWS = 4096
+DEFAULT_ENTITIES_PER_CALL = 32
 _SCRIPT = resources.files("frost.online").joinpath("newer_wins.lua").read_bytes()
 
 
@@ -74,8 +78,9 @@ class _Prepared:
 class _Sent:
     prepared: _Prepared
     start: int
-    keys: Segments
+    keys: Segments  # the first key of each command, for routing
     commands: Segments
+    bounds: Any  # command i writes rows bounds[i]:bounds[i + 1] (relative to start)
     pending: Pending
 
 
@@ -85,10 +90,15 @@ class _Plan:
 
     view: ViewSchema
     keys: EntityKeyEncoder
-    header: bytes
+    sha: bytes
     timestamp_arg: bytes
-    ttl_arg: bytes
+    shared_args: bytes  # ARGV[1] (ttl) and ARGV[2] (arguments per entity)
+    per_entity: int
     field_args: list[bytes] = field(default_factory=list)
+
+    def header(self, entities: int) -> bytes:
+        count = 2 + entities + 2 + entities * self.per_entity  # sha, numkeys, keys, argv
+        return command_header(b"EVALSHA", count) + bulk(self.sha) + bulk(b"%d" % entities)
 
 
 class OnlineWriter:
@@ -101,11 +111,17 @@ class OnlineWriter:
         *,
         key_ttl_seconds: int | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        entities_per_call: int | None = None,
     ) -> None:
         self._transport = transport
         self._project = project
         self._ttl = key_ttl_seconds or 0
         self._chunk_rows = chunk_rows
+        if entities_per_call is None:
+            entities_per_call = 1 if transport.is_cluster else DEFAULT_ENTITIES_PER_CALL
+        if transport.is_cluster and entities_per_call != 1:
+            raise ValueError("a Redis Cluster takes one entity per call (keys share no slot)")
+        self._per_call = entities_per_call
         self._sha: str | None = None
         self._plans: dict[ViewSchema, _Plan] = {}
 
@@ -141,9 +157,9 @@ class OnlineWriter:
                 stats.superseded += table.num_rows - prepared.rows
                 for start in range(0, prepared.rows, self._chunk_rows):
                     stop = min(start + self._chunk_rows, prepared.rows)
-                    keys, commands = self._build(plan, prepared, start, stop)
+                    keys, commands, bounds = self._build(plan, prepared, start, stop)
                     pending = self._transport.submit(keys, commands)
-                    in_flight.append(_Sent(prepared, start, keys, commands, pending))
+                    in_flight.append(_Sent(prepared, start, keys, commands, bounds, pending))
                     if len(in_flight) > 1:
                         self._settle(in_flight.popleft(), stats)
             while in_flight:
@@ -168,10 +184,9 @@ class OnlineWriter:
         try:
             for start in range(0, prepared.rows, self._chunk_rows):
                 stop = min(start + self._chunk_rows, prepared.rows)
-                keys, commands = self._build(plan, prepared, start, stop)
-                sent.append(
-                    _Sent(prepared, start, keys, commands, self._transport.submit(keys, commands))
-                )
+                keys, commands, bounds = self._build(plan, prepared, start, stop)
+                pending = self._transport.submit(keys, commands)
+                sent.append(_Sent(prepared, start, keys, commands, bounds, pending))
         except BaseException:
             for chunk in sent:
                 chunk.pending.abandon()
@@ -183,14 +198,14 @@ class OnlineWriter:
     def _plan(self, view: ViewSchema) -> _Plan:
         plan = self._plans.get(view)
         if plan is None:
-            sha = self._script_sha()
-            argument_count = 2 + 1 + 5 + 2 * len(view.features)  # sha, numkeys, key, argv
+            per_entity = 2 + 2 + 2 * len(view.features)  # seconds, nanos, _ts pair, fields
             plan = _Plan(
                 view=view,
                 keys=EntityKeyEncoder(view.join_keys, self._project),
-                header=command_header(b"EVALSHA", argument_count) + bulk(sha.encode()) + bulk(b"1"),
+                sha=self._script_sha().encode(),
                 timestamp_arg=bulk(timestamp_field(view.name)),
-                ttl_arg=bulk(str(self._ttl).encode()),
+                shared_args=bulk(str(self._ttl).encode()) + bulk(b"%d" % per_entity),
+                per_entity=per_entity,
                 field_args=[bulk(field_hash(view.name, f.name)) for f in view.features],
             )
             self._plans[view] = plan
@@ -203,18 +218,31 @@ class OnlineWriter:
 
     def _build(
         self, plan: _Plan, prepared: _Prepared, start: int, stop: int
-    ) -> tuple[Segments, Segments]:
+    ) -> tuple[Segments, Segments, Any]:
+        """Commands for rows ``start:stop``: one per ``entities_per_call`` rows."""
         rows = stop - start
         keys = plan.keys.encode({k: v[start:stop] for k, v in prepared.keys.items()})
         stamps, seconds, nanos = encode_event_times(prepared.event_micros[start:stop])
-        parts: list[Part] = [plan.header, *bulk_rows(keys), plan.timestamp_arg]
-        parts += [*bulk_rows(seconds), *bulk_rows(nanos), *bulk_rows(stamps), plan.ttl_arg]
+        parts: list[Part] = [*bulk_rows(seconds), *bulk_rows(nanos), plan.timestamp_arg]
+        parts += bulk_rows(stamps)
         for spec, field_arg, column in zip(
             plan.view.features, plan.field_args, prepared.features, strict=True
         ):
             parts.append(field_arg)
             parts += bulk_rows(encode_values(column[start:stop], spec.type))
-        return keys, concat(parts, rows)
+        bounds = np.append(np.arange(0, rows, self._per_call, dtype=np.int64), rows)
+        sizes = np.diff(bounds)
+        headers = [plan.header(self._per_call)] * (len(sizes) - 1) + [plan.header(int(sizes[-1]))]
+        commands = concat(
+            [
+                Segments.from_list(headers),
+                group(concat(bulk_rows(keys), rows), bounds),
+                plan.shared_args,
+                group(concat(parts, rows), bounds),
+            ],
+            len(sizes),
+        )
+        return keys.take(bounds[:-1]), commands, bounds
 
     # -- replies ----------------------------------------------------------------------------
 
@@ -227,20 +255,29 @@ class OnlineWriter:
             # Redis restarted or failed over since the script was loaded. The SHA depends only
             # on the source, so loading it again makes the same commands valid: resend them.
             self._transport.load_script(_SCRIPT)
-            rows = np.asarray(lost, dtype=np.int64)
-            again = self._transport.execute(sent.keys.take(rows), sent.commands.take(rows))
+            commands = np.asarray(lost, dtype=np.int64)
+            again = self._transport.execute(sent.keys.take(commands), sent.commands.take(commands))
             for index, reply in zip(lost, again, strict=True):
                 replies[index] = reply
         for index, reply in enumerate(replies):
             if isinstance(reply, ErrorReply):
-                entity = sent.prepared.describe_row(sent.start + index)
+                entity = sent.prepared.describe_row(sent.start + int(sent.bounds[index]))
                 raise OnlineStoreError(
                     f"Redis rejected the write of feature view '{stats.view}' for {entity}: {reply}"
                 )
-            if reply == 1:
-                stats.written += 1
-            else:
-                stats.skipped_older += 1
+            for offset, flag in enumerate(reply):
+                if flag == 1:
+                    stats.written += 1
+                elif flag == 0:
+                    stats.skipped_older += 1
+                else:  # the error Redis gave for this key alone
+                    row = sent.start + int(sent.bounds[index]) + offset
+                    entity = sent.prepared.describe_row(row)
+                    text = flag.decode(errors="replace") if isinstance(flag, bytes) else flag
+                    raise OnlineStoreError(
+                        f"Redis rejected the write of feature view '{stats.view}' for {entity}: "
+                        f"{text}"
+                    )
 
 
 class PendingWrite:

@@ -1,18 +1,24 @@
--- Write one feature view's values for one entity, unless Redis already holds a newer event.
+-- Write one feature view's values for each of several entities, unless Redis already holds
+-- a newer event for that entity.
 --
 -- Runs atomically on the server, so concurrent writers (batch, streaming, Feast itself)
--- cannot interleave between the timestamp check and the write.
+-- cannot interleave between the timestamp check and the write. Several entities per call
+-- spread the cost of a script call over them (on a Redis Cluster the writer sends one per
+-- call, since the keys of one call must share a slot).
 --
--- KEYS[1]  entity hash key (Feast layout)
--- ARGV[1]  timestamp field, "_ts:<view>"
--- ARGV[2]  event time of this write, whole seconds since the epoch (decimal)
--- ARGV[3]  nanoseconds part of the event time (decimal)
--- ARGV[4]  serialized google.protobuf.Timestamp to store in ARGV[1]
--- ARGV[5]  key TTL in seconds, "0" for none
--- ARGV[6..] field, value pairs
+-- KEYS[1..K]  entity hash keys (Feast layout)
+-- ARGV[1]     key TTL in seconds, "0" for none
+-- ARGV[2]     m, the number of arguments per entity
+-- then, for entity k, the m arguments starting at ARGV[3 + (k - 1) * m]:
+--   event time of this write, whole seconds since the epoch (decimal)
+--   nanoseconds part of the event time (decimal)
+--   timestamp field "_ts:<view>", its serialized google.protobuf.Timestamp,
+--   then field, value pairs
 --
--- Returns 1 when written, 0 when the stored event is newer. An equal event time is
--- written again: replays are harmless, and the newest write of one instant wins.
+-- Returns, per key, 1 (written), 0 (the stored event is newer) or the text of the error
+-- Redis gave for that key alone (e.g. WRONGTYPE: a key that is not a hash); the other keys
+-- of the call are written all the same. An equal event time is written again: replays are
+-- harmless, and the newest write of one instant wins.
 
 -- A protobuf varint at byte i of s: returns its value and the index after it. Negative
 -- int64s are ten-byte two's complement; summing those in Lua's doubles would round, so
@@ -35,9 +41,8 @@ local function varint(s, i)
   return value, stop + 1
 end
 
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then
-  -- The stored Timestamp: field 1 (seconds) and field 2 (nanos), both varints.
+-- Whether the stored Timestamp (field 1 seconds, field 2 nanos) is newer than the write.
+local function stored_is_newer(stored, new_seconds, new_nanos)
   local seconds, nanos, i = 0, 0, 1
   while i <= #stored do
     local tag = string.byte(stored, i)
@@ -45,26 +50,38 @@ if stored then
     value, i = varint(stored, i + 1)
     if tag == 8 then seconds = value elseif tag == 16 then nanos = value end
   end
-  local new_seconds, new_nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if seconds > new_seconds or (seconds == new_seconds and nanos > new_nanos) then
-    return 0
-  end
+  return seconds > new_seconds or (seconds == new_seconds and nanos > new_nanos)
 end
 
-local last = #ARGV
-if last <= 1005 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4], unpack(ARGV, 6, last))
-else
-  -- Lua's unpack has a stack limit: write very wide views in slices.
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-  local first = 6
+local function failed(reply)
+  return type(reply) == 'table' and reply.err
+end
+
+-- Write entity k; returns 1 or 0, or the error text.
+local function write(key, base, m, ttl)
+  local stored = redis.pcall('HGET', key, ARGV[base + 2])
+  if failed(stored) then return stored.err end
+  if stored and stored_is_newer(stored, tonumber(ARGV[base]), tonumber(ARGV[base + 1])) then
+    return 0
+  end
+  local first, last = base + 2, base + m - 1
   while first <= last do
+    -- Lua's unpack has a stack limit: very wide views are written in slices.
     local stop = math.min(first + 999, last)
-    redis.call('HSET', KEYS[1], unpack(ARGV, first, stop))
+    local reply = redis.pcall('HSET', key, unpack(ARGV, first, stop))
+    if failed(reply) then return reply.err end
     first = stop + 1
   end
+  if ttl ~= '0' then
+    redis.call('EXPIRE', key, ttl)
+  end
+  return 1
 end
-if ARGV[5] ~= '0' then
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
+
+local ttl = ARGV[1]
+local m = tonumber(ARGV[2])
+local written = {}
+for k = 1, #KEYS do
+  written[k] = write(KEYS[k], 3 + (k - 1) * m, m, ttl)
 end
-return 1
+return written

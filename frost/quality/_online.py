@@ -48,8 +48,8 @@ def latest_per_entity(
         columns["__created"] = table.column(created_time)
     for name, column in columns.items():
         order = order.append_column(name, column)
-    sort = [(k, "ascending") for k in columns]
-    ordered = order.sort_by([*sort, ("__row", "ascending")], null_placement="at_start")
+    sort = [(k, "ascending", "at_start") for k in [*columns, "__row"]]
+    ordered = order.sort_by(sort)
     last = np.zeros(ordered.num_rows, dtype=np.bool_)
     last[-1] = True
     for key in keys:

@@ -205,7 +205,7 @@ class FeatureRepo:
             return
         with registry_lock(registry):
             before = file_digest(registry)
-            on_disk = load_snapshot(_snapshot_path(registry))
+            on_disk = load_snapshot(_snapshot_path(registry), self.path)
             data = record_intervals(registry, snapshot.descriptors, self.project, added)
             if on_disk is not None and on_disk.registry_digest == before:
                 # Only Frost wrote the registry since the snapshot was saved: keep it current.
@@ -250,7 +250,7 @@ class FeatureRepo:
         digest = file_digest(registry)
         if digest is None:  # nothing applied yet
             return RegistrySnapshot(self.project, {}, {})
-        saved = load_snapshot(_snapshot_path(registry))
+        saved = load_snapshot(_snapshot_path(registry), self.path)
         if saved is not None and saved.registry_digest == digest and saved.project == self.project:
             return saved
         return self._compile(registry)

@@ -44,6 +44,9 @@ class SourceSpec:
     timestamp_field: str
     created_timestamp_column: str | None = None
     field_mapping: tuple[tuple[str, str], ...] = ()
+    # The path as declared, when relative to the repo (``location`` is then resolved): a
+    # snapshot of a repo that was copied or moved resolves it again where it is.
+    declared: str | None = None
 
     def describe(self) -> str:
         return f"{self.kind} {self.location}"
@@ -131,10 +134,11 @@ class RegistrySnapshot:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RegistrySnapshot:
+    def from_json(cls, data: dict[str, Any], repo_path: Path) -> RegistrySnapshot:
+        """Paths declared relative to the repo are resolved against ``repo_path``."""
         if data.get("format") != FORMAT:
             raise ValueError(f"snapshot format {data.get('format')} is not {FORMAT}")
-        views = {v["schema"]["name"]: _view_from_json(v) for v in data["views"]}
+        views = {v["schema"]["name"]: _view_from_json(v, repo_path) for v in data["views"]}
         services = {
             s["name"]: ServiceEntry(
                 s["name"],
@@ -161,10 +165,10 @@ def save_snapshot(snapshot: RegistrySnapshot, path: Path) -> None:
     temporary.replace(path)
 
 
-def load_snapshot(path: Path) -> RegistrySnapshot | None:
+def load_snapshot(path: Path, repo_path: Path) -> RegistrySnapshot | None:
     """The snapshot at ``path``, or None when there is none or it cannot be used."""
     try:
-        return RegistrySnapshot.from_json(json.loads(path.read_text()))
+        return RegistrySnapshot.from_json(json.loads(path.read_text()), repo_path)
     except (OSError, ValueError, KeyError, TypeError, FrostError):
         return None
 
@@ -221,24 +225,31 @@ def source_spec(source: Any, repo_path: Path) -> SourceSpec | None:
     }
     kind = type(source).__name__
     if kind == "FileSource":
-        path = str(source.path)
-        if "://" not in path and not Path(path).is_absolute():
-            path = str(repo_path / path)
+        path, declared = _resolved(str(source.path), repo_path)
         fmt = type(source.file_format).__name__ if source.file_format is not None else ""
         file_format = "delta" if fmt == "DeltaFormat" else "parquet"
-        return SourceSpec(kind="file", location=path, file_format=file_format, **common)
+        return SourceSpec(
+            kind="file", location=path, file_format=file_format, declared=declared, **common
+        )
     if kind == "SparkSource":
         if source.table:
             return SourceSpec(kind="table", location=source.table, file_format="", **common)
         if source.query:
             return SourceSpec(kind="query", location=source.query, file_format="", **common)
         if source.path:
-            path = str(source.path)
-            if "://" not in path and not Path(path).is_absolute():
-                path = str(repo_path / path)
+            path, declared = _resolved(str(source.path), repo_path)
             fmt = source.file_format or "parquet"
-            return SourceSpec(kind="path", location=path, file_format=fmt, **common)
+            return SourceSpec(
+                kind="path", location=path, file_format=fmt, declared=declared, **common
+            )
     return SourceSpec(kind="unsupported", location=kind, file_format="", **common)
+
+
+def _resolved(path: str, repo_path: Path) -> tuple[str, str | None]:
+    """(the path to read, the declared path when it is relative to the repo)."""
+    if "://" in path or Path(path).is_absolute():
+        return path, None
+    return str(repo_path / path), path
 
 
 def _view_json(entry: ViewEntry) -> dict[str, Any]:
@@ -255,6 +266,7 @@ def _view_json(entry: ViewEntry) -> dict[str, Any]:
             "timestamp_field": source.timestamp_field,
             "created_timestamp_column": source.created_timestamp_column,
             "field_mapping": dict(source.field_mapping),
+            "declared": source.declared,
         },
         "stream": entry.stream,
         "online": entry.online,
@@ -262,14 +274,16 @@ def _view_json(entry: ViewEntry) -> dict[str, Any]:
     }
 
 
-def _view_from_json(data: dict[str, Any]) -> ViewEntry:
+def _view_from_json(data: dict[str, Any], repo_path: Path) -> ViewEntry:
     raw = data["batch_source"]
     source = None
     if raw is not None:
+        declared = raw.get("declared")
         source = SourceSpec(
             name=raw["name"],
             kind=raw["kind"],
-            location=raw["location"],
+            location=str(repo_path / declared) if declared else raw["location"],
+            declared=declared,
             file_format=raw["file_format"],
             timestamp_field=raw["timestamp_field"],
             created_timestamp_column=raw["created_timestamp_column"],
