@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from frost.codec import Segments, decimal
 
 Part = Segments | bytes
@@ -15,8 +17,32 @@ def bulk(value: bytes) -> bytes:
 
 
 def bulk_rows(values: Segments) -> list[Part]:
-    """The parts of one RESP bulk string per row: ``$<len>\\r\\n<bytes>\\r\\n``."""
-    return [b"$", decimal(values.lengths), b"\r\n", values, b"\r\n"]
+    """The parts of one RESP bulk string per row: ``$<len>\\r\\n<bytes>\\r\\n``. When every
+    row has the same length (fixed-width values, the common case) the length is one
+    constant, which ``concat`` merges with its neighbours."""
+    lengths = values.lengths
+    if lengths.shape[0] and bool((lengths == lengths[0]).all()):
+        return [b"$%d\r\n" % int(lengths[0]), values, b"\r\n"]
+    return [b"$", decimal(lengths), b"\r\n", values, b"\r\n"]
+
+
+def grouped_commands(
+    headers: Sequence[bytes], keys: Segments, shared: bytes, payloads: Segments
+) -> Segments:
+    """Command ``i``: ``headers[i]``, then row ``i`` of ``keys`` (its keys), ``shared``, and
+    row ``i`` of ``payloads`` (its arguments). Assembled with one ``join`` over slices: few
+    commands of many bytes each, where a row-wise scatter would index every byte."""
+    key_data, payload_data = memoryview(keys.data), memoryview(payloads.data)
+    key_offsets, payload_offsets = keys.offsets.tolist(), payloads.offsets.tolist()
+    pieces: list[bytes | memoryview] = []
+    for i, header in enumerate(headers):
+        pieces.append(header)
+        pieces.append(key_data[key_offsets[i] : key_offsets[i + 1]])
+        pieces.append(shared)
+        pieces.append(payload_data[payload_offsets[i] : payload_offsets[i + 1]])
+    lengths = np.fromiter((len(h) for h in headers), dtype=np.int64, count=len(headers))
+    lengths += keys.lengths + payloads.lengths + len(shared)
+    return Segments(np.frombuffer(b"".join(pieces), dtype=np.uint8), lengths)
 
 
 def command_header(name: bytes, argument_count: int) -> bytes:

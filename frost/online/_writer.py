@@ -36,7 +36,7 @@ from frost.codec import (
     timestamp_field,
 )
 from frost.errors import OnlineStoreError, SchemaMismatch
-from frost.online._resp import Part, bulk, bulk_rows, command_header
+from frost.online._resp import Part, bulk, bulk_rows, command_header, grouped_commands
 from frost.online._transport import ErrorReply, Pending, RedisTransport
 from frost.schema import ViewSchema
 
@@ -233,14 +233,11 @@ class OnlineWriter:
         bounds = np.append(np.arange(0, rows, self._per_call, dtype=np.int64), rows)
         sizes = np.diff(bounds)
         headers = [plan.header(self._per_call)] * (len(sizes) - 1) + [plan.header(int(sizes[-1]))]
-        commands = concat(
-            [
-                Segments.from_list(headers),
-                group(concat(bulk_rows(keys), rows), bounds),
-                plan.shared_args,
-                group(concat(parts, rows), bounds),
-            ],
-            len(sizes),
+        commands = grouped_commands(
+            headers,
+            group(concat(bulk_rows(keys), rows), bounds),
+            plan.shared_args,
+            group(concat(parts, rows), bounds),
         )
         return keys.take(bounds[:-1]), commands, bounds
 
