@@ -42,6 +42,7 @@ __all__ = [
     "SchemaMismatch",
     "ServiceStartError",
     "UnknownObject",
+    "first_line",
 ]
 
 
@@ -153,3 +154,10 @@ class ServiceStartError(FrostError):
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
         self.details = details
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of a third-party exception's message (or its type's name):
+    what Frost quotes when it translates the exception into one of its own."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -32,7 +32,7 @@ def grouped_commands(
     """Command ``i``: ``headers[i]``, then row ``i`` of ``keys`` (its keys), ``shared``, and
     row ``i`` of ``payloads`` (its arguments). Assembled with one ``join`` over slices: few
     commands of many bytes each, where a row-wise scatter would index every byte."""
-    key_data, payload_data = memoryview(keys.data), memoryview(payloads.data)
+    key_data, payload_data = keys.data.data, payloads.data.data  # memoryviews, no copies
     key_offsets, payload_offsets = keys.offsets.tolist(), payloads.offsets.tolist()
     pieces: list[bytes | memoryview] = []
     for i, header in enumerate(headers):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_for_issues
-from frost.errors import ContractIssue, DefinitionError, FrostError
+from frost.errors import ContractIssue, DefinitionError, FrostError, first_line
 from frost.schema import ViewSchema
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def apply(repo: FeatureRepo) -> Definitions:
         except FrostError:
             raise
         except Exception as exc:
-            raise DefinitionError(f"feast apply failed: {_first_line(exc)}") from exc
+            raise DefinitionError(f"feast apply failed: {first_line(exc)}") from exc
     repo.recompile_snapshot()
     return definitions
 
@@ -129,8 +129,3 @@ def _user_frame(exc: BaseException, repo: Path) -> str:
             where = f"{Path(filename).relative_to(repo)}:{tb.tb_lineno}: "
         tb = tb.tb_next
     return where
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

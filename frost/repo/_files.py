@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from frost.errors import ConfigError
+from frost.errors import ConfigError, first_line
 from frost.settings import FrostSettings, parse_settings
 
 FEATURE_STORE_YAML = "feature_store.yaml"
@@ -85,7 +85,7 @@ def read_repo_file(repo_dir: Path) -> RepoFile:
     try:
         raw = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {_first_line(exc)}") from exc
+        raise ConfigError(f"{path}: {first_line(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     unknown = sorted(str(k) for k in raw if k not in FEAST_KEYS and k != FROST_KEY)
@@ -101,8 +101,3 @@ def _unknown_key(key: str) -> str:
     close = difflib.get_close_matches(key, [*FEAST_KEYS, FROST_KEY], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown top-level key '{key}'{hint} (Feast ignores unknown keys; Frost does not)"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

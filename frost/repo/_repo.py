@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from frost.contracts import ViewContract, raise_for_issues
-from frost.errors import ConfigError, ContractIssue, FrostError, UnknownObject
+from frost.errors import ConfigError, ContractIssue, FrostError, UnknownObject, first_line
 from frost.online import RedisStoreConfig
 from frost.repo._definitions import contract_of, importable
 from frost.repo._files import FEATURE_STORE_YAML, RepoFile, read_repo_file
@@ -118,7 +118,7 @@ class FeatureRepo:
         except FrostError:
             raise
         except Exception as exc:
-            raise ConfigError(f"{self.path / FEATURE_STORE_YAML}: {_first_line(exc)}") from exc
+            raise ConfigError(f"{self.path / FEATURE_STORE_YAML}: {first_line(exc)}") from exc
 
     @cached_property
     def feature_store(self) -> Any:
@@ -295,8 +295,3 @@ def _digest(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

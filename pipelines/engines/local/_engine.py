@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from frost.errors import BadInput, ConfigError, FrostError, JobError
+from frost.errors import BadInput, ConfigError, FrostError, JobError, first_line
 from frost.settings import LocalSettings
 from pipelines.engines._base import (
     Engine,
@@ -57,7 +57,7 @@ class LocalEngine(Engine):
             raise
         except Exception as exc:  # duckdb.Error and its subclasses
             raise BadInput(
-                f"{where(task.view, task.source)}: cannot read it: {_first_line(exc)}"
+                f"{where(task.view, task.source)}: cannot read it: {first_line(exc)}"
             ) from exc
 
     def check_source(self, task: MaterializeTask) -> None:
@@ -114,7 +114,7 @@ def _connect(settings: LocalSettings) -> Any:
         return con
     except (OSError, duckdb.Error) as exc:
         raise ConfigError(
-            f"frost.local: DuckDB cannot start with {config}: {_first_line(exc)}"
+            f"frost.local: DuckDB cannot start with {config}: {first_line(exc)}"
         ) from exc
 
 
@@ -129,10 +129,5 @@ def _translated(exc: BaseException, what: str) -> FrostError:
         duckdb.BinderException,
     )
     if isinstance(exc, data_errors):
-        return BadInput(f"{what}: {_first_line(exc)}")
-    return JobError(f"{what} failed: {type(exc).__name__}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        return BadInput(f"{what}: {first_line(exc)}")
+    return JobError(f"{what} failed: {type(exc).__name__}: {first_line(exc)}")

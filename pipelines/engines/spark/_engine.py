@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from frost.errors import BadInput, FrostError, JobError
+from frost.errors import BadInput, FrostError, JobError, first_line
 from frost.settings import SparkSettings
 from pipelines.engines._base import (
     Engine,
@@ -50,7 +50,7 @@ class SparkEngine(Engine):
             except FrostError:
                 raise
             except Exception as exc:
-                raise BadInput(f"{where(task.view, task.source)}: {_first_line(exc)}") from exc
+                raise BadInput(f"{where(task.view, task.source)}: {first_line(exc)}") from exc
         check_source_schema(schema, task.view, task.source)
 
     def materialize(
@@ -71,7 +71,7 @@ class SparkEngine(Engine):
             raise
         except Exception as exc:
             raise JobError(
-                f"the training set of '{job.service}' failed: {_first_line(exc)}"
+                f"the training set of '{job.service}' failed: {first_line(exc)}"
             ) from exc
 
     def close(self) -> None:
@@ -81,8 +81,3 @@ class SparkEngine(Engine):
             self._session = None
         else:
             self._starter.stop()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

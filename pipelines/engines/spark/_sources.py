@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from frost.codec import FeatureType, Scalar
-from frost.errors import BadInput
+from frost.errors import BadInput, first_line
 from frost.repo import SourceSpec
 from frost.schema import ViewSchema
 from pipelines.engines._schema import data_files, null_columns, where
@@ -93,7 +93,7 @@ def raw_source(spark: Any, source: SourceSpec, view: ViewSchema, number: int = 0
         else:
             frame = spark.read.format(source.file_format or "parquet").load(source.location)
     except Exception as exc:  # Spark raises AnalysisException and friends from py4j
-        raise BadInput(f"{here}: Spark cannot read it: {_first_line(exc)}") from exc
+        raise BadInput(f"{here}: Spark cannot read it: {first_line(exc)}") from exc
     declared = _declared_types(source, view)
     for name in null_columns(schema) if schema is not None else []:
         frame = frame.withColumn(name, F.lit(None).cast(declared.get(name, "string")))
@@ -165,8 +165,3 @@ def _declared_types(source: SourceSpec, view: ViewSchema) -> dict[str, str]:
     if source.created_timestamp_column:
         types[source.created_timestamp_column] = "timestamp"
     return types
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
