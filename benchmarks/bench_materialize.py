@@ -258,7 +258,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Sampled]]) -> None:
     print(f"Data: {args.views} view(s) x {args.entities:,} entities x {args.history} row(s) "
           f"per entity x {args.features} Float64 features = {rows:,} source rows; "
           f"{args.entities * args.views:,} latest rows written.\n")  # fmt: skip
-    print("| contender | median seconds | entities/s | median peak RSS (MB) | all runs (s) |")
+    print("| contender | median seconds | latest rows/s | median peak RSS (MB) | all runs (s) |")
     print("|---|---:|---:|---:|---|")
     medians = {}
     for name, samples in runs.items():
@@ -268,7 +268,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Sampled]]) -> None:
             seconds = [s.seconds for s in samples]
         medians[name] = statistics.median(seconds)
         peak = statistics.median(s.job_peak_mb for s in samples)
-        rate = args.entities / medians[name]
+        rate = args.entities * args.views / medians[name]
         every = ", ".join(f"{x:.1f}" for x in seconds)
         print(f"| {name} | {medians[name]:.1f} | {rate:,.0f} | {peak:,.0f} | {every} |")
     local = "frost materialize (local engine)"

@@ -80,29 +80,71 @@ Part = Segments | bytes
 def concat(parts: Sequence[Part], rows: int) -> Segments:
     """Row-wise concatenation: row ``i`` of the result is ``parts[0][i] + parts[1][i] + ...``.
 
-    ``bytes`` parts are the same for every row. Runs of constants are merged first; each
-    part is then scattered into the output with one fancy-indexing assignment.
+    ``bytes`` parts are the same for every row. Runs of constants are merged first. Each
+    part then gets a band of columns in a ``rows x width`` array, as wide as its longest
+    row: constants and equal-width parts fill their band with one strided copy each (no
+    per-byte index arrays, the common case); a part of varying widths is placed left in its
+    band, and the padding is dropped with one boolean mask at the end. When padding would
+    outweigh the data (a few very long rows), parts are scattered row by row instead.
     """
-    merged = _merge_constants(parts)
+    merged = [p for p in _merge_constants(parts) if len(p)] if rows else []
+    widths = [len(p) if isinstance(p, bytes) else int(p.lengths.max()) for p in merged]
     lengths = np.zeros(rows, dtype=np.int64)
     for part in merged:
         lengths += len(part) if isinstance(part, bytes) else part.lengths
+    stride = sum(widths)
+    total = int(lengths.sum())
+    if rows == 0 or stride == 0:
+        return Segments(_EMPTY_U8, lengths)
+    if rows * stride > 2 * total + 65_536:
+        return Segments(_scattered(merged, lengths), lengths)
+    grid = np.empty((rows, stride), dtype=np.uint8)
+    ragged: list[tuple[int, int, I64]] = []  # (column, width, lengths) of varying parts
+    column = 0
+    for part, width in zip(merged, widths, strict=True):
+        band = grid[:, column : column + width]
+        if isinstance(part, bytes):
+            band[:] = np.frombuffer(part, dtype=np.uint8)
+        elif bool((part.lengths == width).all()):
+            band[:] = part.data.reshape(rows, width)
+        else:
+            _place_left(grid.reshape(-1), stride, column, part)
+            ragged.append((column, width, part.lengths))
+        column += width
+    if not ragged:
+        return Segments(grid.reshape(-1), lengths)
+    keep = np.ones((rows, stride), dtype=np.bool_)
+    for start, width, part_lengths in ragged:
+        keep[:, start : start + width] = np.arange(width)[None, :] < part_lengths[:, None]
+    return Segments(grid[keep], lengths)
+
+
+def _place_left(flat: U8, stride: int, column: int, part: Segments) -> None:
+    """Row ``i`` of ``part`` at the start of its band (``column``) in row ``i`` of the grid."""
+    total = int(part.data.shape[0])
+    if total == 0:
+        return
+    destinations = np.arange(part.lengths.shape[0], dtype=np.int64) * stride + column
+    _scatter(flat, destinations, part)
+
+
+def _scattered(merged: Sequence[Part], lengths: I64) -> U8:
+    """The same concatenation, each part scattered row by row (no padding)."""
+    rows = lengths.shape[0]
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     out = np.empty(int(offsets[-1]), dtype=np.uint8)
-
     cursor = offsets[:-1].copy()  # where the next part of each row goes
     for part in merged:
         if isinstance(part, bytes):
             width = len(part)
-            if width:
-                index = cursor[:, None] + np.arange(width, dtype=np.int64)
-                out[index] = np.frombuffer(part, dtype=np.uint8)
-                cursor += width
+            index = cursor[:, None] + np.arange(width, dtype=np.int64)
+            out[index] = np.frombuffer(part, dtype=np.uint8)
+            cursor += width
             continue
         _scatter(out, cursor, part)
         cursor += part.lengths
-    return Segments(out, lengths)
+    return out
 
 
 def join_rows(segments: Segments) -> bytes:
