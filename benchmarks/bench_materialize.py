@@ -263,7 +263,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[Sampled]]) -> None:
     medians = {}
     for name, samples in runs.items():
         if name.startswith("floor"):
-            seconds = [json.loads(s.stdout.strip().splitlines()[-1])["write_seconds"] for s in samples]
+            printed = [json.loads(s.stdout.strip().splitlines()[-1]) for s in samples]
+            seconds = [p["write_seconds"] for p in printed]
         else:
             seconds = [s.seconds for s in samples]
         medians[name] = statistics.median(seconds)

@@ -83,7 +83,8 @@ def view_names(args: argparse.Namespace) -> list[str]:
 def make_repo(directory: Path, args: argparse.Namespace) -> Path:
     repo = directory / "repo"
     names = view_names(args)
-    write_repo(repo, "bench_offline", args.redis, DEFINITIONS.format(views=names, features=FEATURES))
+    definitions = DEFINITIONS.format(views=names, features=FEATURES)
+    write_repo(repo, "bench_offline", args.redis, definitions)
     rng = np.random.default_rng(3)
     for view in names:
         rows = args.users * args.history
@@ -178,7 +179,10 @@ def main() -> None:
         }  # fmt: skip
         if args.with_spark:
             contenders["frost training-set --engine spark (local[*])"] = (
-                [*frost, "--out", str(work / "spark"), "--engine", "spark"], repo, work / "spark")
+                [*frost, "--out", str(work / "spark"), "--engine", "spark"],
+                repo,
+                work / "spark",
+            )
         if not args.only_local:
             (work / "feast_job.py").write_text(FEAST_JOB)
             twin = duckdb_twin(repo)
@@ -202,10 +206,7 @@ def main() -> None:
             for name, (_, _, out) in contenders.items()
             if name.startswith("Feast")
         }
-        if args.with_spark:
-            spark_check = compare_frames(work / "local", work / "spark")
-        else:
-            spark_check = None
+        spark_check = compare_frames(work / "local", work / "spark") if args.with_spark else None
         report(args, runs, checks, spark_check)
 
 
