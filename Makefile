@@ -56,6 +56,7 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: lint typecheck
 
@@ -83,12 +84,12 @@ bench: setup
 
 # docs/cli.md and the Grafana dashboard are generated; tests fail when they are stale.
 docs: venv
-	$(BIN)/python -m frost.cli._reference > docs/cli.md
+	$(BIN)/python -m frost.app.cli._reference > docs/cli.md
 	$(BIN)/python deploy/grafana/make_dashboard.py
 
 protos: venv
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
-		serving/proto/frost_serving.proto
+		frost/proto/frost_serving.proto
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -124,8 +124,8 @@ def frost_child(repo: str, bootstrap: str, events: int, queue: Any) -> None:
     import logging
 
     logging.disable(logging.WARNING)
+    from frost.pipelines.streaming import IngestMetrics, IngestSettings, ingest
     from frost.repo import FeatureRepo
-    from pipelines.streaming import IngestMetrics, IngestSettings, ingest
 
     metrics = IngestMetrics()
     stop = threading.Event()

@@ -31,7 +31,7 @@ with DAG(
     @task
     def chunks(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
         from frost._durations import parse_duration
-        from pipelines.batch import chunk_windows
+        from frost.pipelines.batch import chunk_windows
 
         params = params or {}
         windows = chunk_windows(
@@ -45,7 +45,7 @@ with DAG(
     ) -> dict[str, int]:
         from _frost_settings import engine_options, frost_repo
 
-        from pipelines.batch import materialize
+        from frost.pipelines.batch import materialize
 
         repo = frost_repo()
         names = [v.strip() for v in (params or {}).get("views", "").split(",") if v.strip()]

@@ -25,7 +25,7 @@ with DAG(
     def batch_views() -> list[str]:
         from _frost_settings import frost_repo
 
-        from pipelines.batch import batch_view_names
+        from frost.pipelines.batch import batch_view_names
 
         return batch_view_names(frost_repo())
 
@@ -33,7 +33,7 @@ with DAG(
     def materialize(view: str, data_interval_end: datetime | None = None) -> dict[str, Any]:
         from _frost_settings import engine_options, frost_repo
 
-        from pipelines.batch import materialize_incremental
+        from frost.pipelines.batch import materialize_incremental
 
         repo = frost_repo()
         end = data_interval_end or datetime.now().astimezone()
@@ -46,7 +46,7 @@ with DAG(
         from _frost_settings import frost_repo
         from airflow.exceptions import AirflowFailException
 
-        from pipelines.batch import freshness
+        from frost.pipelines.batch import freshness
 
         states = freshness(frost_repo(), [r["view"] for r in results])
         lines = [state.describe() for state in states]

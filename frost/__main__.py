@@ -2,6 +2,6 @@
 
 import sys
 
-from frost.cli import main
+from frost.app.cli import main
 
 sys.exit(main())

@@ -169,7 +169,7 @@ class FeatureClient:
     def list_services(self, timeout: float | None = None) -> list[Any]:
         """The feature services this client may use, with features and contracts
         (``frost.serving.v1.FeatureServiceInfo`` messages)."""
-        from serving.proto import frost_serving_pb2, frost_serving_pb2_grpc
+        from frost.proto import frost_serving_pb2, frost_serving_pb2_grpc
 
         stub = frost_serving_pb2_grpc.FrostServingStub(self._channel)
         request = frost_serving_pb2.ListFeatureServicesRequest()

@@ -18,9 +18,9 @@ from typing import Any
 
 from frost.codec import timestamp_seconds, whole_seconds
 from frost.errors import BadInput
-from serving._plan import BoundsCheck, FeaturePlan, GroupPlan, LookupPlan, ViewPlan, metadata
-from serving._redis import AsyncRedis, Reply
-from serving._wire import (
+from frost.serving._plan import BoundsCheck, FeaturePlan, GroupPlan, LookupPlan, ViewPlan, metadata
+from frost.serving._redis import AsyncRedis, Reply
+from frost.serving._wire import (
     EMPTY_TIMESTAMP,
     RESULT_TAG,
     STATUS_TAG,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from serving._lookup import Counts
+from frost.serving._lookup import Counts
 
 __all__ = ["STATUS_NAMES", "ServerMetrics"]
 

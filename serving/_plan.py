@@ -19,7 +19,7 @@ from frost.codec import FeatureType, JoinKey, Scalar, field_hash, make_decoder, 
 from frost.contracts import ViewContract
 from frost.errors import BadInput, UnknownObject
 from frost.schema import ViewSchema
-from serving._wire import length_delimited, string_entries, varint
+from frost.serving._wire import length_delimited, string_entries, varint
 
 __all__ = ["FeaturePlan", "GroupPlan", "KeyPlan", "LookupPlan", "ViewPlan", "compile_plan"]
 

@@ -21,7 +21,7 @@ from frost.contracts import ViewContract
 from frost.errors import DefinitionError, FrostError, UnknownObject
 from frost.repo import FeatureRepo, ServiceSpec
 from frost.schema import ViewSchema
-from serving._plan import LookupPlan, compile_plan, parse_refs
+from frost.serving._plan import LookupPlan, compile_plan, parse_refs
 
 __all__ = ["RegistryWatcher", "Snapshot", "load_snapshot"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from frost.errors import ServiceStartError
 from frost.repo import FeatureRepo
-from serving._config import ServeSettings
+from frost.serving._config import ServeSettings
 
 __all__ = ["serve"]
 
@@ -38,7 +38,7 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``on_ready`` gets a one-line description once listening."""
-    from serving._registry import load_snapshot
+    from frost.serving._registry import load_snapshot
 
     repo.online_config  # noqa: B018 - fail here, with the file named, not in every worker
     snapshot = load_snapshot(repo)
@@ -63,10 +63,10 @@ async def _worker(
     summary: str | None,
     on_ready: Callable[[str], None] | None,
 ) -> None:
-    from serving._metrics import ServerMetrics
-    from serving._redis import AsyncRedis
-    from serving._registry import RegistryWatcher
-    from serving._server import FeatureServer, build_server
+    from frost.serving._metrics import ServerMetrics
+    from frost.serving._redis import AsyncRedis
+    from frost.serving._registry import RegistryWatcher
+    from frost.serving._server import FeatureServer, build_server
 
     repo = FeatureRepo(repo_path)
     watcher = RegistryWatcher(repo, settings.registry_refresh_seconds)

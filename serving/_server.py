@@ -27,14 +27,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from frost.errors import BadInput, FrostError, ServiceStartError
-from serving._config import ClientSpec, ServeSettings
-from serving._lookup import Counts, entity_columns, lookup
-from serving._metrics import ServerMetrics
-from serving._plan import LookupPlan
-from serving._redis import AsyncRedis
-from serving._registry import RegistryWatcher
-from serving.proto import frost_serving_pb2 as frost_pb
-from serving.proto import frost_serving_pb2_grpc as frost_grpc
+from frost.proto import frost_serving_pb2 as frost_pb
+from frost.proto import frost_serving_pb2_grpc as frost_grpc
+from frost.serving._config import ClientSpec, ServeSettings
+from frost.serving._lookup import Counts, entity_columns, lookup
+from frost.serving._metrics import ServerMetrics
+from frost.serving._plan import LookupPlan
+from frost.serving._redis import AsyncRedis
+from frost.serving._registry import RegistryWatcher
 
 __all__ = ["FeatureServer", "build_server"]
 

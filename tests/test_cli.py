@@ -11,7 +11,7 @@ import pytest
 import redis
 import yaml
 
-from frost.cli import main
+from frost.app.cli import main
 from frost.repo import FeatureRepo
 from frost.services import RedisServer, free_port
 from tests.conftest import copy_repo

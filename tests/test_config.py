@@ -92,7 +92,7 @@ def _repo_with(tmp_path: Any, extra: str) -> Any:
 def test_every_command_checks_the_settings_file_first(
     tmp_path: Any, capsys: pytest.CaptureFixture[str], extra: str, words: str, command: list[str]
 ) -> None:
-    from frost.cli import main
+    from frost.app.cli import main
 
     path = _repo_with(tmp_path, extra)
     code = main(["--repo", str(path), *command])
@@ -130,7 +130,7 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_local_engine_refuses_spark_flags(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from frost.cli import main
+    from frost.app.cli import main
 
     path = _repo_with(tmp_path, "")
     code = main(["--repo", str(path), "materialize", "--start", "2026-01-01", "--end", "now",

@@ -138,7 +138,7 @@ def test_materialize_dag_fails_on_stale_views_then_passes(
 @pytest.fixture(scope="module")
 def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Sample data without contract violations, its latest rows written to Redis."""
-    from pipelines.batch import write_file
+    from frost.pipelines.batch import write_file
 
     with RedisServer().start() as backend:
         path = copy_repo(tmp_path_factory.mktemp("quality_dag"), backend.connection_string)

@@ -94,7 +94,7 @@ def test_images_ports_volumes_and_files_line_up() -> None:
 
 
 def test_frost_commands_in_compose_are_valid_cli_calls() -> None:
-    from frost.cli import build_parser
+    from frost.app.cli import build_parser
 
     parser = build_parser()
     for name, service in _compose()["services"].items():
@@ -147,8 +147,8 @@ def test_grafana_provisions_the_datasource_and_dashboard_the_json_uses() -> None
 
 def _exported() -> dict[str, set[str]]:
     """Every sample name Frost's servers export, with the labels each carries."""
-    from pipelines.streaming._metrics import IngestMetrics
-    from serving._metrics import ServerMetrics
+    from frost.pipelines.streaming._metrics import IngestMetrics
+    from frost.serving._metrics import ServerMetrics
 
     suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum"],
                 "gauge": [""]}  # fmt: skip

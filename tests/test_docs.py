@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from frost.cli import build_parser
-from frost.cli._reference import render
+from frost.app.cli import build_parser
+from frost.app.cli._reference import render
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "dags" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 
 from frost import repo as repo_module
 from frost.checks import ViewChecker
+from frost.pipelines.batch import materialize
+from frost.pipelines.offline import training_set
 from frost.repo import FeatureRepo
 from frost.sample_data import SampleSpec, generate
 from frost.services import RedisServer
-from pipelines.batch import materialize
-from pipelines.offline import training_set
 from tests.conftest import SAMPLE_END, copy_repo
 
 pytestmark = pytest.mark.spark

@@ -25,10 +25,10 @@ from kafka.structs import TopicPartition
 
 from frost import repo as repo_module
 from frost.online import OnlineStore
+from frost.pipelines.streaming import IngestMetrics, IngestSettings, dead_letter_topic, ingest
+from frost.pipelines.streaming._decode import event_micros
 from frost.repo import FeatureRepo
 from frost.services import KafkaBroker, RedisServer, free_port
-from pipelines.streaming import IngestMetrics, IngestSettings, dead_letter_topic, ingest
-from pipelines.streaming._decode import event_micros
 from tests.conftest import copy_repo
 
 pytestmark = pytest.mark.kafka
@@ -490,7 +490,7 @@ GOOD_MESSAGES = [
 def test_fast_and_udf_decoders_agree_on_every_reject(example_repo: FeatureRepo) -> None:
     import dataclasses
 
-    from pipelines.streaming import decode_batch, stream_plans
+    from frost.pipelines.streaming import decode_batch, stream_plans
 
     plan = next(p for p in stream_plans(example_repo) if p.view.name == SESSION_VIEW)
     with_udf = dataclasses.replace(plan, udf=lambda frame: frame, udf_mode="pandas")

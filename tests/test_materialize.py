@@ -29,10 +29,10 @@ from frost.errors import (
     UnknownObject,
 )
 from frost.online import OnlineStore
+from frost.pipelines.batch import backfill, materialize, materialize_incremental
 from frost.repo import FeatureRepo
 from frost.sample_data import FIRST_USER_ID, SampleSpec, generate
 from frost.services import RedisServer, SparkStandalone, free_port
-from pipelines.batch import backfill, materialize, materialize_incremental
 from tests.conftest import copy_repo
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -329,7 +329,7 @@ def test_a_wrong_command_fails_before_anything_is_written(
 def test_cli_reports_the_failed_view_after_the_summary(
     batch_repo: FeatureRepo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from frost.cli import main
+    from frost.app.cli import main
 
     (batch_repo.path / "data" / "experience_stats.parquet").unlink()
     argv = ["--repo", str(batch_repo.path), "materialize", "--start", START.isoformat(),
@@ -398,7 +398,7 @@ def test_cli_against_a_standalone_spark_cluster(
 def test_cli_bad_window_is_one_line(
     batch_repo: FeatureRepo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from frost.cli import main
+    from frost.app.cli import main
 
     code = main(
         [

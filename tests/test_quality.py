@@ -38,7 +38,7 @@ ALL_ENTITIES = QualityOptions(sample_size=100_000)
 @pytest.fixture(scope="module")
 def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureRepo]:
     """Sample data without contract violations, materialized into a Redis of its own."""
-    from pipelines.batch import materialize
+    from frost.pipelines.batch import materialize
 
     with RedisServer().start() as backend:
         path = copy_repo(tmp_path_factory.mktemp("quality"), backend.connection_string)

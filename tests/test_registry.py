@@ -121,7 +121,7 @@ def test_local_batch_commands_import_neither_feast_nor_spark(applied: FeatureRep
 import sys
 from datetime import datetime, UTC
 import pandas as pd
-from frost.cli import main
+from frost.app.cli import main
 rows = {{"user_id": [1_000_001], "experience_id": [50_001],
         "event_timestamp": [datetime(2026, 10, 31, tzinfo=UTC)]}}
 pd.DataFrame(rows).to_parquet({str(entities)!r})

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from frost.checks import FieldCheck
 from frost.codec import FeatureType, Scalar, make_decoder, timestamp_seconds
 from frost.contracts import FieldContract
-from serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages
-from serving._plan import _bounds_check
+from frost.serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages
+from frost.serving._plan import _bounds_check
 
 KINDS = {
     Scalar.DOUBLE: ("double_val", st.floats(allow_nan=True)),
@@ -78,23 +78,23 @@ def test_staleness_by_whole_seconds_is_exact(seconds: int, micros: int, cutoff: 
 
 
 def test_generated_proto_modules_match_the_proto(tmp_path: Any) -> None:
-    """serving/proto/*_pb2*.py are generated (`make protos`); they must not drift."""
+    """frost/proto/*_pb2*.py are generated (`make protos`); they must not drift."""
     import shutil
     from pathlib import Path
 
     from grpc_tools import protoc
 
     root = Path(__file__).resolve().parents[1]
-    target = tmp_path / "serving" / "proto"
+    target = tmp_path / "frost" / "proto"
     target.mkdir(parents=True)
-    shutil.copy(root / "serving" / "proto" / "frost_serving.proto", target)
+    shutil.copy(root / "frost" / "proto" / "frost_serving.proto", target)
     code = protoc.main(
         ["protoc", f"-I{tmp_path}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",
          str(target / "frost_serving.proto")]
     )  # fmt: skip
     assert code == 0
     for name in ("frost_serving_pb2.py", "frost_serving_pb2_grpc.py"):
-        assert (target / name).read_text() == (root / "serving" / "proto" / name).read_text()
+        assert (target / name).read_text() == (root / "frost" / "proto" / name).read_text()
 
 
 def test_a_leading_nan_sends_a_column_to_the_per_value_path() -> None:

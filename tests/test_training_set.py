@@ -17,8 +17,8 @@ import pytest
 from frost.checks import ViewChecker
 from frost.codec import Scalar
 from frost.errors import BadInput, SchemaMismatch, UnknownObject
+from frost.pipelines.offline import training_set
 from frost.repo import FeatureRepo
-from pipelines.offline import training_set
 from tests.conftest import SAMPLE_END
 from tests.reference import source_of, source_table
 
@@ -244,9 +244,9 @@ def test_training_set_at_the_end_of_a_materialized_window_equals_serving(
     from frost import repo as repo_module
     from frost.client import FeatureClient
     from frost.online import FieldStatus
+    from frost.pipelines.batch import materialize
     from frost.sample_data import SampleSpec, generate
     from frost.services import RedisServer
-    from pipelines.batch import materialize
     from tests.conftest import copy_repo
     from tests.serving_support import Server
 

@@ -6,8 +6,8 @@
     backfill(repo, start, end, chunk)      [start, end) in chunks, oldest first
 """
 
-from pipelines.batch._materialize import MaterializeReport
-from pipelines.batch._runs import (
+from frost.pipelines.batch._materialize import MaterializeReport
+from frost.pipelines.batch._runs import (
     Freshness,
     backfill,
     batch_view_names,
@@ -17,7 +17,7 @@ from pipelines.batch._runs import (
     materialize_incremental,
     write_file,
 )
-from pipelines.engines import ViewReport
+from frost.pipelines.engines import ViewReport
 
 __all__ = [
     "Freshness",

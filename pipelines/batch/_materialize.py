@@ -24,9 +24,16 @@ from frost.errors import (
     PartialFailure,
     UnknownObject,
 )
+from frost.pipelines.engines import (
+    Engine,
+    MaterializeTask,
+    Quarantine,
+    Reporter,
+    ViewReport,
+    open_engine,
+)
 from frost.repo import FeatureRepo, ViewEntry
 from frost.settings import SparkSettings
-from pipelines.engines import Engine, MaterializeTask, Quarantine, Reporter, ViewReport, open_engine
 
 Window = tuple[datetime, datetime]
 

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from frost.errors import BadInput, UnknownObject
-from frost.repo import FeatureRepo
-from frost.settings import SparkSettings
-from pipelines.batch._materialize import (
+from frost.pipelines.batch._materialize import (
     MaterializeReport,
     RunOptions,
     Window,
@@ -31,7 +29,16 @@ from pipelines.batch._materialize import (
     run,
     utc,
 )
-from pipelines.engines import Engine, MaterializeTask, Quarantine, Reporter, ViewReport, open_engine
+from frost.pipelines.engines import (
+    Engine,
+    MaterializeTask,
+    Quarantine,
+    Reporter,
+    ViewReport,
+    open_engine,
+)
+from frost.repo import FeatureRepo
+from frost.settings import SparkSettings
 
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)

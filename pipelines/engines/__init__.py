@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from frost.settings import FrostSettings, SparkSettings, choose_engine
-from pipelines.engines._base import (
+from frost.pipelines.engines._base import (
     Engine,
     EntityRows,
     MaterializeTask,
@@ -17,6 +16,7 @@ from pipelines.engines._base import (
     ViewJoin,
     ViewReport,
 )
+from frost.settings import FrostSettings, SparkSettings, choose_engine
 
 __all__ = [
     "Engine",
@@ -51,9 +51,9 @@ def open_engine(
     else:
         name = choose_engine(settings, engine, master)
     if name == "spark":
-        from pipelines.engines.spark import SparkEngine
+        from frost.pipelines.engines.spark import SparkEngine
 
         return SparkEngine(spark_settings or settings.spark.with_overrides(), spark)
-    from pipelines.engines.local import LocalEngine
+    from frost.pipelines.engines.local import LocalEngine
 
     return LocalEngine(settings.local)

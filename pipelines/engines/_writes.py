@@ -24,8 +24,8 @@ import pyarrow as pa
 from frost.checks import CheckOutcome, ViewChecker
 from frost.errors import OnlineStoreUnavailable
 from frost.online import OnlineStore, WriteStats
+from frost.pipelines.engines._base import MaterializeTask
 from frost.schema import ViewSchema
-from pipelines.engines._base import MaterializeTask
 
 EVENT_TIME = "__frost_event_time"
 CREATED_TIME = "__frost_created_time"

@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from frost.errors import BadInput, DefinitionError, SchemaMismatch
-from frost.repo import FeatureRepo, ServiceSpec, SourceSpec
-from frost.settings import SparkSettings
-from frost.stream_log import log_source
-from pipelines.engines import (
+from frost.pipelines.engines import (
     Engine,
     EntityRows,
     MaterializeTask,
@@ -31,6 +28,9 @@ from pipelines.engines import (
     ViewJoin,
     open_engine,
 )
+from frost.repo import FeatureRepo, ServiceSpec, SourceSpec
+from frost.settings import SparkSettings
+from frost.stream_log import log_source
 
 __all__ = ["TrainingSetReport", "training_set"]
 

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 from frost.errors import BadInput, BrokerUnavailable, ConfigError
 from frost.online import OnlineStore
+from frost.pipelines.streaming._dead_letters import DeadLetters, ensure_topics
+from frost.pipelines.streaming._decode import Decoded, Reject, decode_batch
+from frost.pipelines.streaming._ingestor import Ingestor, IngestReport, IngestSettings
+from frost.pipelines.streaming._metrics import IngestMetrics
+from frost.pipelines.streaming._offline_log import OfflineLog
+from frost.pipelines.streaming._plan import StreamPlan, dead_letter_topic, stream_plans
 from frost.repo import FeatureRepo
-from pipelines.streaming._dead_letters import DeadLetters, ensure_topics
-from pipelines.streaming._decode import Decoded, Reject, decode_batch
-from pipelines.streaming._ingestor import Ingestor, IngestReport, IngestSettings
-from pipelines.streaming._metrics import IngestMetrics
-from pipelines.streaming._offline_log import OfflineLog
-from pipelines.streaming._plan import StreamPlan, dead_letter_topic, stream_plans
 
 __all__ = [
     "Decoded",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from frost.errors import BrokerUnavailable
-from pipelines.streaming._plan import dead_letter_topic
+from frost.pipelines.streaming._plan import dead_letter_topic
 
 HEADER_REASON = "frost-reason"
 HEADER_DETAIL = "frost-detail"

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 
 from frost.codec import FeatureType, Scalar
-from pipelines.streaming._plan import StreamPlan
+from frost.pipelines.streaming._plan import StreamPlan
 
 EVENT_TIME = "__frost_event_time"
 _MS_THRESHOLD = 10**11

@@ -28,11 +28,11 @@ import pyarrow as pa
 from frost.checks import Rule, ViewChecker
 from frost.errors import OnlineStoreUnavailable
 from frost.online import OnlineStore, PendingWrite, WriteStats
-from pipelines.streaming._dead_letters import DeadLetters
-from pipelines.streaming._decode import EVENT_TIME, BatchDecoder, Decoded, Reject
-from pipelines.streaming._metrics import IngestMetrics
-from pipelines.streaming._offline_log import OfflineLog
-from pipelines.streaming._plan import StreamPlan
+from frost.pipelines.streaming._dead_letters import DeadLetters
+from frost.pipelines.streaming._decode import EVENT_TIME, BatchDecoder, Decoded, Reject
+from frost.pipelines.streaming._metrics import IngestMetrics
+from frost.pipelines.streaming._offline_log import OfflineLog
+from frost.pipelines.streaming._plan import StreamPlan
 
 log = logging.getLogger("frost.ingest")
 _MAX_BACKOFF = 5.0

@@ -1,5 +1,5 @@
 """The embedded engine: DuckDB in the command's own process (``--engine local``)."""
 
-from pipelines.engines.local._engine import LocalEngine
+from frost.pipelines.engines.local._engine import LocalEngine
 
 __all__ = ["LocalEngine"]

@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from frost.errors import BadInput, ConfigError, FrostError, JobError, first_line
-from frost.settings import LocalSettings
-from pipelines.engines._base import (
+from frost.pipelines.engines._base import (
     Engine,
     MaterializeTask,
     Quarantine,
@@ -25,10 +24,11 @@ from pipelines.engines._base import (
     TrainingJob,
     ViewReport,
 )
-from pipelines.engines._schema import check_source_schema, where
-from pipelines.engines.local._materialize import materialize_window
-from pipelines.engines.local._sql import POSITION, relation
-from pipelines.engines.local._training import training_set
+from frost.pipelines.engines._schema import check_source_schema, where
+from frost.pipelines.engines.local._materialize import materialize_window
+from frost.pipelines.engines.local._sql import POSITION, relation
+from frost.pipelines.engines.local._training import training_set
+from frost.settings import LocalSettings
 
 
 class LocalEngine(Engine):

@@ -24,15 +24,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.engines._base import MaterializeTask, Quarantine, Reporter, ViewReport
-from pipelines.engines._writes import (
+from frost.pipelines.engines._base import MaterializeTask, Quarantine, Reporter, ViewReport
+from frost.pipelines.engines._writes import (
     EVENT_TIME,
     QUARANTINE_SCHEMA,
     WriteCounts,
     incomplete_records,
     write_latest_rows,
 )
-from pipelines.engines.local._sql import (
+from frost.pipelines.engines.local._sql import (
     POSITION,
     feature_rows,
     ident,

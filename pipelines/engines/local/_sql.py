@@ -16,10 +16,10 @@ from pathlib import Path
 
 from frost.codec import FeatureType, Scalar
 from frost.errors import BadInput, DefinitionError
+from frost.pipelines.engines._schema import data_files, where
+from frost.pipelines.engines._writes import CREATED_TIME, EVENT_TIME
 from frost.repo import SourceSpec
 from frost.schema import ViewSchema
-from pipelines.engines._schema import data_files, where
-from pipelines.engines._writes import CREATED_TIME, EVENT_TIME
 
 POSITION = "__frost_pos"
 _ROW_BITS = 40

@@ -21,10 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from frost.checks import ViewChecker
-from pipelines.engines._base import EntityRows, TrainingCounts, TrainingJob, ViewJoin
-from pipelines.engines._served import served_features
-from pipelines.engines._writes import EVENT_TIME
-from pipelines.engines.local._sql import (
+from frost.pipelines.engines._base import EntityRows, TrainingCounts, TrainingJob, ViewJoin
+from frost.pipelines.engines._served import served_features
+from frost.pipelines.engines._writes import EVENT_TIME
+from frost.pipelines.engines.local._sql import (
     POSITION,
     duck_type,
     feature_rows,

@@ -1,6 +1,6 @@
 """The distributed engine: Spark, on ``local[*]`` or any cluster (``--engine spark``)."""
 
-from pipelines.engines.spark._engine import SparkEngine
-from pipelines.engines.spark._session import spark_session, start_session
+from frost.pipelines.engines.spark._engine import SparkEngine
+from frost.pipelines.engines.spark._session import spark_session, start_session
 
 __all__ = ["SparkEngine", "spark_session", "start_session"]

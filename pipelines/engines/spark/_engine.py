@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from frost.errors import BadInput, FrostError, JobError, first_line
-from frost.settings import SparkSettings
-from pipelines.engines._base import (
+from frost.pipelines.engines._base import (
     Engine,
     MaterializeTask,
     Quarantine,
@@ -17,12 +16,13 @@ from pipelines.engines._base import (
     TrainingJob,
     ViewReport,
 )
-from pipelines.engines._schema import check_source_schema, where
-from pipelines.engines.spark._materialize import run_window
-from pipelines.engines.spark._progress import Progress
-from pipelines.engines.spark._session import SessionStarter
-from pipelines.engines.spark._sources import local_schema, raw_source, spark_schema
-from pipelines.engines.spark._training import training_set
+from frost.pipelines.engines._schema import check_source_schema, where
+from frost.pipelines.engines.spark._materialize import run_window
+from frost.pipelines.engines.spark._progress import Progress
+from frost.pipelines.engines.spark._session import SessionStarter
+from frost.pipelines.engines.spark._sources import local_schema, raw_source, spark_schema
+from frost.pipelines.engines.spark._training import training_set
+from frost.settings import SparkSettings
 
 
 class SparkEngine(Engine):

@@ -27,8 +27,8 @@ import pyarrow as pa
 
 from frost import errors
 from frost.errors import FrostError, JobError
-from pipelines.engines._base import MaterializeTask, Quarantine, ViewReport
-from pipelines.engines._writes import (
+from frost.pipelines.engines._base import MaterializeTask, Quarantine, ViewReport
+from frost.pipelines.engines._writes import (
     CREATED_TIME,
     EVENT_TIME,
     QUARANTINE_SCHEMA,
@@ -36,7 +36,7 @@ from pipelines.engines._writes import (
     incomplete_records,
     write_latest_rows,
 )
-from pipelines.engines.spark._sources import ORDER_COLUMNS, raw_source, view_rows
+from frost.pipelines.engines.spark._sources import ORDER_COLUMNS, raw_source, view_rows
 
 # Violation and row records fill the quarantine columns; one "stats" record per task fills
 # the counts.

@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from frost.codec import FeatureType, Scalar
 from frost.errors import BadInput, first_line
+from frost.pipelines.engines._schema import data_files, null_columns, where
+from frost.pipelines.engines._writes import CREATED_TIME, EVENT_TIME
 from frost.repo import SourceSpec
 from frost.schema import ViewSchema
-from pipelines.engines._schema import data_files, null_columns, where
-from pipelines.engines._writes import CREATED_TIME, EVENT_TIME
 
 SOURCE_NUMBER = "__frost_source"
 FILE_PATH = "__frost_file"

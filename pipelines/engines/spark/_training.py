@@ -28,10 +28,10 @@ from typing import Any
 import pyarrow as pa
 
 from frost.checks import ViewChecker
-from pipelines.engines._base import TrainingCounts, TrainingJob, ViewJoin
-from pipelines.engines._served import served_features
-from pipelines.engines._writes import CREATED_TIME, EVENT_TIME
-from pipelines.engines.spark._sources import (
+from frost.pipelines.engines._base import TrainingCounts, TrainingJob, ViewJoin
+from frost.pipelines.engines._served import served_features
+from frost.pipelines.engines._writes import CREATED_TIME, EVENT_TIME
+from frost.pipelines.engines.spark._sources import (
     ORDER_COLUMNS,
     raw_source,
     read_parquet,

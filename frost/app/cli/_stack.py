@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from frost.cli._args import positive_int
+from frost.app.cli._args import positive_int
 
 Subparsers = Any
 
@@ -40,7 +40,7 @@ def register_demo(commands: Subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from frost.demo import run
+    from frost.app.demo import run
 
     return run(_source(args), args.workdir, users=args.users, rate=args.rate)
 
@@ -60,8 +60,8 @@ def register_up(commands: Subparsers) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from frost.app.stack import STACK_FILE, LocalStack, now_minute
     from frost.errors import ConfigError
-    from frost.stack import STACK_FILE, LocalStack, now_minute
 
     if (args.workdir / STACK_FILE).is_file():
         raise ConfigError(f"a stack is already running from {args.workdir} (frost down first)")
@@ -98,7 +98,7 @@ def register_down(commands: Subparsers) -> None:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from frost.stack import stop_stack
+    from frost.app.stack import stop_stack
 
     stopped = stop_stack(args.workdir)
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from frost.cli._args import positive_int
+from frost.app.cli._args import positive_int
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -45,7 +45,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from pipelines.streaming import IngestSettings, ingest
+    from frost.pipelines.streaming import IngestSettings, ingest
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",

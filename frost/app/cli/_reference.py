@@ -1,6 +1,6 @@
 """The CLI reference (docs/cli.md), written from the argument parser itself:
 
-    python -m frost.cli._reference > docs/cli.md      (make docs)
+    python -m frost.app.cli._reference > docs/cli.md      (make docs)
 
 tests/test_docs.py fails when docs/cli.md and the parser disagree.
 """
@@ -65,6 +65,6 @@ def _command(title: str, parser: argparse.ArgumentParser, help_text: str) -> str
 
 
 if __name__ == "__main__":
-    from frost.cli import build_parser
+    from frost.app.cli import build_parser
 
     print(render(build_parser()), end="")

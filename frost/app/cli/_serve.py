@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from frost.cli._args import positive_int
+from frost.app.cli._args import positive_int
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -36,7 +36,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from serving import ServeSettings, serve
+    from frost.serving import ServeSettings, serve
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",

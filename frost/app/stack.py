@@ -115,7 +115,7 @@ class LocalStack:
     def load_sample_data(self, users: int, end: datetime) -> None:
         """Generate the sample history up to ``end``, apply the repo, materialize it (the
         default engine: local, DuckDB in this process)."""
-        from pipelines.batch import materialize
+        from frost.pipelines.batch import materialize
 
         repo = self._repo()
         self.say(f"Generating sample data for {users:,} players (history up to "

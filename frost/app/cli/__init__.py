@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
-from frost.cli import _commands
+from frost.app.cli import _commands
 from frost.errors import ContractError, FrostError, ServiceStartError
 
 __all__ = ["main"]

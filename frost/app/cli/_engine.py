@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from frost.cli._args import spark_conf
+from frost.app.cli._args import spark_conf
 from frost.errors import ConfigError
 from frost.repo import FeatureRepo
 from frost.settings import ENGINES

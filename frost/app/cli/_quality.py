@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_table
-from frost.cli._args import positive_int, timestamp
+from frost.app.cli._args import positive_int, timestamp
 from frost.repo import FeatureRepo
 
 Subparsers = Any

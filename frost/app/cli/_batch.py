@@ -10,8 +10,8 @@ from typing import Any
 
 from frost._durations import parse_duration
 from frost._format import format_table
-from frost.cli._args import positive_duration, timestamp
-from frost.cli._engine import add_engine_flags, engine_options
+from frost.app.cli._args import positive_duration, timestamp
+from frost.app.cli._engine import add_engine_flags, engine_options
 from frost.errors import PartialFailure
 from frost.repo import FeatureRepo
 
@@ -70,21 +70,21 @@ def _options(args: argparse.Namespace, repo: FeatureRepo) -> dict[str, Any]:
 
 
 def run_materialize(args: argparse.Namespace) -> int:
-    from pipelines.batch import materialize
+    from frost.pipelines.batch import materialize
 
     repo = FeatureRepo.open(args.repo)
     return _reported(lambda: materialize(repo, args.start, args.end, **_options(args, repo)))
 
 
 def run_incremental(args: argparse.Namespace) -> int:
-    from pipelines.batch import materialize_incremental
+    from frost.pipelines.batch import materialize_incremental
 
     repo = FeatureRepo.open(args.repo)
     return _reported(lambda: materialize_incremental(repo, args.end, **_options(args, repo)))
 
 
 def run_backfill(args: argparse.Namespace) -> int:
-    from pipelines.batch import backfill
+    from frost.pipelines.batch import backfill
 
     repo = FeatureRepo.open(args.repo)
     options = _options(args, repo)

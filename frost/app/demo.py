@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
+from frost.app.stack import LocalStack, now_minute
 from frost.online import FieldStatus
 from frost.sample_data import FIRST_EXPERIENCE_ID, FIRST_USER_ID
-from frost.stack import LocalStack, now_minute
 
 __all__ = ["run"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_table
-from frost.cli._engine import add_engine_flags, engine_options
+from frost.app.cli._engine import add_engine_flags, engine_options
 from frost.repo import FeatureRepo
 
 Subparsers = Any
@@ -35,7 +35,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run_training_set(args: argparse.Namespace) -> int:
-    from pipelines.offline import training_set
+    from frost.pipelines.offline import training_set
 
     repo = FeatureRepo.open(args.repo)
     report = training_set(

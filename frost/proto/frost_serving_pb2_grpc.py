@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from serving.proto import frost_serving_pb2 as serving_dot_proto_dot_frost__serving__pb2
+from frost.proto import frost_serving_pb2 as frost_dot_proto_dot_frost__serving__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in serving/proto/frost_serving_pb2_grpc.py depends on'
+        + ' but the generated code in frost/proto/frost_serving_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class FrostServingStub:
         """
         self.ListFeatureServices = channel.unary_unary(
                 '/frost.serving.v1.FrostServing/ListFeatureServices',
-                request_serializer=serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.SerializeToString,
-                response_deserializer=serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.FromString,
+                request_serializer=frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.SerializeToString,
+                response_deserializer=frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.FromString,
                 _registered_method=True)
 
 
@@ -56,8 +56,8 @@ def add_FrostServingServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListFeatureServices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFeatureServices,
-                    request_deserializer=serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.FromString,
-                    response_serializer=serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.SerializeToString,
+                    request_deserializer=frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.FromString,
+                    response_serializer=frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -85,8 +85,8 @@ class FrostServing:
             request,
             target,
             '/frost.serving.v1.FrostServing/ListFeatureServices',
-            serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.SerializeToString,
-            serving_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.FromString,
+            frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesRequest.SerializeToString,
+            frost_dot_proto_dot_frost__serving__pb2.ListFeatureServicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

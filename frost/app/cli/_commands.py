@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_age, format_table, format_value
-from frost.cli import _batch, _ingest, _offline, _quality, _serve, _stack
-from frost.cli._args import positive_int, timestamp
+from frost.app.cli import _batch, _ingest, _offline, _quality, _serve, _stack
+from frost.app.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
 
@@ -175,7 +175,7 @@ def register_write(commands: Subparsers) -> None:
 
 
 def run_write(args: argparse.Namespace) -> int:
-    from pipelines.batch import write_file
+    from frost.pipelines.batch import write_file
 
     repo = _repo(args)
     _ = repo.online_config  # a bad connection string fails before any work
