@@ -7,13 +7,17 @@ only adds to plain dicts (``Counts``); a timer flushes them into the metrics eve
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from frost.online import FieldStatus
 from frost.serving._lookup import Counts
 
 __all__ = ["STATUS_NAMES", "ServerMetrics"]
 
-STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
+log = logging.getLogger("frost.serve")
+STATUS_NAMES = {int(status): status.name for status in FieldStatus}
 _LATENCY_BUCKETS = (
     0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5,
@@ -83,8 +87,16 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.malformed = Counter(
+            "frost_serving_malformed_values",
+            "Stored values served as INVALID because Redis holds something that is not a "
+            "value of the field's type (feature '-': the entity's whole hash), by view and field",
+            ["feature_view", "feature"],
+            registry=r,
+        )
         self.pending = Counts()
         self._requests: dict[tuple[str, str, str], list[int]] = {}
+        self._logged: set[tuple[str, str | None]] = set()
 
     def describe_views(
         self, materialized_until: dict[str, float], bounds: dict[str, float]
@@ -115,3 +127,16 @@ class ServerMetrics:
             self.values.labels(view, STATUS_NAMES[status]).inc(count)
         for view, age in counts.ages:
             self.value_age.labels(view).observe(max(age, 0.0))
+        for found, key in counts.malformed:
+            self.malformed.labels(found.view, found.feature or "-").inc()
+            where = (found.view, found.feature)
+            if where not in self._logged:  # once per view and field and worker
+                self._logged.add(where)
+                log.warning(
+                    "served as INVALID: feature view '%s', %s of Redis key %s: %s "
+                    "(counted in frost_serving_malformed_values; logged once)",
+                    found.view,
+                    f"field '{found.feature}'" if found.feature else "the hash",
+                    key.hex(),
+                    found.detail,
+                )

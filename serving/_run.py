@@ -63,8 +63,8 @@ async def _worker(
     summary: str | None,
     on_ready: Callable[[str], None] | None,
 ) -> None:
+    from frost.online import AsyncRedis
     from frost.serving._metrics import ServerMetrics
-    from frost.serving._redis import AsyncRedis
     from frost.serving._registry import RegistryWatcher
     from frost.serving._server import FeatureServer, build_server
 

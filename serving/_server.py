@@ -27,13 +27,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from frost.errors import BadInput, FrostError, ServiceStartError
+from frost.online import AsyncRedis
 from frost.proto import frost_serving_pb2 as frost_pb
 from frost.proto import frost_serving_pb2_grpc as frost_grpc
 from frost.serving._config import ClientSpec, ServeSettings
 from frost.serving._lookup import Counts, entity_columns, lookup
 from frost.serving._metrics import ServerMetrics
 from frost.serving._plan import LookupPlan
-from frost.serving._redis import AsyncRedis
 from frost.serving._registry import RegistryWatcher
 
 __all__ = ["FeatureServer", "build_server"]
@@ -67,7 +67,7 @@ class FeatureServer:
         self._watcher = watcher
         self._redis = redis
         self._metrics = metrics
-        self._timeout = settings.redis_timeout_ms / 1000
+        self._timeout = min(settings.redis_timeout_ms / 1000, redis.config.socket_timeout)
         self._clients = {_digest(c.token): c for c in settings.clients}
         self.health = health_aio.HealthServicer()
 
@@ -77,6 +77,7 @@ class FeatureServer:
         started = time.perf_counter()
         label, client, code = "unknown", "anonymous", grpc.StatusCode.OK
         rows = 0
+        wait = self._timeout
         try:
             spec = self._authenticate(context)
             client = spec.name if spec else client
@@ -95,7 +96,8 @@ class FeatureServer:
             columns = entity_columns(request, plan, self._settings.max_entities_per_request)
             rows = len(next(iter(columns.values())))
             sample = random.random() < _AGE_SAMPLE
-            async with asyncio.timeout(self._wait_limit(context)):
+            wait = self._wait_limit(context)
+            async with asyncio.timeout(wait):
                 return await lookup(
                     self._redis, plan, request, columns, time.time(), self._tally, sample
                 )
@@ -108,9 +110,7 @@ class FeatureServer:
         except TimeoutError:
             code = grpc.StatusCode.UNAVAILABLE
             await context.abort(
-                code,
-                f"{self._redis.where} did not answer within "
-                f"{self._wait_limit(context) * 1000:.0f} ms",
+                code, f"{self._redis.where} did not answer within {wait * 1000:.0f} ms"
             )
         finally:
             self._metrics.latency.labels(label).observe(time.perf_counter() - started)
@@ -130,6 +130,8 @@ class FeatureServer:
         raise BadInput("the request names no features: set feature_service or features")
 
     def _wait_limit(self, context: Any) -> float:
+        """How long a request may wait for Redis: ``redis_timeout_ms`` (itself at most the
+        connection string's ``socket_timeout``), and no longer than the caller's deadline."""
         remaining = context.time_remaining()
         if remaining is None:
             return self._timeout

@@ -1,5 +1,5 @@
-"""The server's fast contract checks on stored bytes agree with ``FieldCheck.is_valid`` on
-the parsed value (the rule every other path uses)."""
+"""The judge's fast checks on stored bytes (the server's hot path, and ``frost get``'s)
+agree with ``FieldCheck.is_valid`` on the parsed value (the rule every other path uses)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from frost.checks import FieldCheck
 from frost.codec import FeatureType, Scalar, make_decoder, timestamp_seconds
 from frost.contracts import FieldContract
-from frost.serving._lookup import _fixed_width_valid, _in_bounds, _judge_ages
-from frost.serving._plan import _bounds_check
+from frost.online._judge import _fixed_width_valid, _in_bounds, _rows
+from frost.online._read_plan import ViewRead, _bounds_check
 
 KINDS = {
     Scalar.DOUBLE: ("double_val", st.floats(allow_nan=True)),
@@ -72,8 +72,10 @@ def test_staleness_by_whole_seconds_is_exact(seconds: int, micros: int, cutoff: 
 
     raw = Timestamp(seconds=seconds, nanos=micros * 1000).SerializeToString()
     assert timestamp_seconds(raw) == seconds + micros * 1000 / 1e9
-    stale = seconds + micros / 1e6 < cutoff
-    assert _judge_ages([raw], cutoff) == [4 if stale else 1]
+    now, max_age = cutoff + 100.0, 100.0
+    stale = seconds + micros / 1e6 < now - max_age  # the cutoff exactly as the judge has it
+    view = ViewRead("v", 0, max_age, ())
+    assert _rows(view, [[raw]], now, [], None)[1] == [4 if stale else 1]
     assert np.isclose(timestamp_seconds(raw), Timestamp.FromString(raw).ToMicroseconds() / 1e6)
 
 

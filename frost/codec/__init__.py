@@ -6,12 +6,14 @@ from frost.codec._keys import (
     encode_event_times,
     event_time_micros,
     field_hash,
+    parse_timestamp,
     timestamp_field,
     timestamp_seconds,
     varint_bytes,
     whole_seconds,
 )
 from frost.codec._segments import Segments, concat, decimal, group
+from frost.codec._shapes import ShapeCheck
 from frost.codec._types import FeatureType, Scalar
 from frost.codec._values import (
     decode_column,
@@ -28,6 +30,7 @@ __all__ = [
     "JoinKey",
     "Scalar",
     "Segments",
+    "ShapeCheck",
     "concat",
     "decimal",
     "decode_column",
@@ -38,6 +41,7 @@ __all__ = [
     "group",
     "make_decoder",
     "normalize",
+    "parse_timestamp",
     "python_value",
     "timestamp_field",
     "timestamp_seconds",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mmh3
 import numpy as np
@@ -29,6 +30,7 @@ from frost.codec._values import binary_segments, normalize
 from frost.errors import SchemaMismatch
 
 _KEY_VALUE_FORMAT = {Scalar.INT64: "<i8", Scalar.INT32: "<i4", Scalar.UNIX_TIMESTAMP: "<i8"}
+_STRUCT_FORMAT = {Scalar.INT64: "<q", Scalar.INT32: "<i", Scalar.UNIX_TIMESTAMP: "<q"}
 _STRING_TYPE = 2
 
 
@@ -74,6 +76,7 @@ class EntityKeyEncoder:
             name = key.name.encode()
             header.append(struct.pack("<II", _STRING_TYPE, len(name)) + name)
         self._header = b"".join(header)
+        self._packers = [self._packer(k) for k in self.join_keys]
 
     @property
     def names(self) -> list[str]:
@@ -102,6 +105,35 @@ class EntityKeyEncoder:
         """The Redis key of one entity given as ``{join_key: value}``."""
         columns = {name: pa.array([values.get(name)]) for name in self.names}
         return self.encode(columns).data.tobytes()
+
+    def encode_rows(self, columns: Mapping[str, Sequence[Any]]) -> list[bytes]:
+        """The keys of a few rows of plain Python values (a serving request), without
+        Arrow: the same bytes as ``encode`` (tests hold the two equal), at a fraction of
+        its fixed cost. Values must already be checked (type and range)."""
+        keys = zip(self.join_keys, self._packers, strict=True)
+        packers = [(pack, columns[k.name]) for k, pack in keys]
+        head, project = self._header, self.project
+        if len(packers) == 1:
+            pack, values = packers[0]
+            return [head + pack(v) + project for v in values]
+        rows = len(packers[0][1])
+        return [head + b"".join(pack(vs[i]) for pack, vs in packers) + project for i in range(rows)]
+
+    def _packer(self, key: JoinKey) -> Any:
+        scalar = key.type.scalar
+        type_number = FeatureType(scalar).feast_value_type
+        fmt = _STRUCT_FORMAT.get(scalar)
+        if fmt is not None:
+            number = struct.Struct(fmt)
+            prefix = struct.pack("<II", type_number, number.size)
+            return lambda value: prefix + number.pack(value)
+        kind = struct.pack("<I", type_number)
+
+        def pack(value: Any) -> bytes:
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+            return kind + struct.pack("<I", len(raw)) + raw
+
+        return pack
 
     def _value_parts(self, key: JoinKey, array: pa.Array) -> list[Segments | bytes]:
         scalar = key.type.scalar
@@ -168,6 +200,39 @@ def timestamp_seconds(raw: bytes) -> float:
             seconds = value - (1 << 64) if value >= 1 << 63 else value
         elif tag == 0x10:
             nanos = value
+    return seconds + nanos / 1e9
+
+
+def parse_timestamp(raw: bytes) -> float | None:
+    """Seconds since the epoch of a serialized ``Timestamp``, or ``None`` when the bytes are
+    not one (fields other than seconds and nanos, a broken varint, nanos past a second)."""
+    if len(raw) == 6:
+        seconds = whole_seconds(raw)
+        if seconds is not None:
+            return float(seconds)
+    fields: dict[int, int] = {}
+    i, size = 0, len(raw)
+    while i < size:
+        tag = raw[i]
+        i += 1
+        if tag not in (0x08, 0x10):
+            return None
+        value = shift = 0
+        while True:
+            if i >= size or shift > 63:
+                return None
+            byte = raw[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        fields[tag] = value
+    seconds = fields.get(0x08, 0)
+    seconds = seconds - (1 << 64) if seconds >= 1 << 63 else seconds
+    nanos = fields.get(0x10, 0)
+    if nanos >= 1_000_000_000:
+        return None
     return seconds + nanos / 1e9
 
 

@@ -7,31 +7,36 @@ from typing import Any
 
 import pyarrow as pa
 
+from frost.online._async import AsyncRedis, connect_async
 from frost.online._config import RedisNode, RedisStoreConfig
-from frost.online._reader import FieldStatus, OnlineReader, ViewRows
-from frost.online._transport import (
-    ClusterTransport,
-    RedisTransport,
-    StandaloneTransport,
-    connect,
-)
+from frost.online._judge import Malformed, is_stale
+from frost.online._read_plan import ReadPlan, compile_read_plan
+from frost.online._reader import OnlineReader, ViewRows
+from frost.online._resp import ErrorReply
+from frost.online._status import FieldStatus
+from frost.online._transport import RedisTransport, connect
 from frost.online._writer import OnlineWriter, PendingWrite, WriteStats
 from frost.schema import ViewSchema
 
 __all__ = [
-    "ClusterTransport",
+    "AsyncRedis",
+    "ErrorReply",
     "FieldStatus",
+    "Malformed",
     "OnlineReader",
     "OnlineStore",
     "OnlineWriter",
     "PendingWrite",
+    "ReadPlan",
     "RedisNode",
     "RedisStoreConfig",
     "RedisTransport",
-    "StandaloneTransport",
     "ViewRows",
     "WriteStats",
+    "compile_read_plan",
     "connect",
+    "connect_async",
+    "is_stale",
 ]
 
 

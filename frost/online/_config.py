@@ -4,13 +4,17 @@ Frost reads the same section Feast does, so one file configures both::
 
     online_store:
       type: redis
-      redis_type: redis            # or redis_cluster
+      redis_type: redis            # or redis_cluster, or redis_sentinel
       connection_string: "localhost:6379,password=secret,ssl=true,db=0"
+      sentinel_master: mymaster    # redis_sentinel: the name the Sentinels know the primary by
       key_ttl_seconds: 604800      # optional
 
-The connection string is Feast's: ``host:port`` items (several for a cluster) and
-``name=value`` parameters. Frost accepts the parameters below and rejects any other, so a
-typo fails at start instead of being silently ignored.
+The connection string is Feast's: ``host:port`` items (several for a cluster's seed nodes or
+the Sentinels) and ``name=value`` parameters. Frost accepts the parameters below and rejects
+any other, so a typo fails at start instead of being silently ignored. Every Redis
+connection Frost opens, sync or async, takes its timeouts, limits, credentials and TLS
+(``frost.online._tls``) from here. With Sentinels, the parameters apply to the primary; the
+Sentinels themselves are asked without credentials, as Feast does.
 """
 
 from __future__ import annotations
@@ -49,21 +53,44 @@ class RedisNode:
         return f"{self.host}:{self.port}"
 
 
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_SOCKET_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 64
+Mode = Literal["standalone", "cluster", "sentinel"]
+
+
 @dataclass(frozen=True)
 class RedisStoreConfig:
     """Where Frost's Redis online store lives and how to connect to it."""
 
     nodes: tuple[RedisNode, ...]
-    mode: Literal["standalone", "cluster"] = "standalone"
+    mode: Mode = "standalone"
     params: Mapping[str, Any] = field(default_factory=dict)
     key_ttl_seconds: int | None = None
+    sentinel_master: str = "mymaster"
 
     @property
     def is_cluster(self) -> bool:
         return self.mode == "cluster"
 
+    @property
+    def connect_timeout(self) -> float:
+        return float(self.params.get("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+
+    @property
+    def socket_timeout(self) -> float:
+        return float(self.params.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT))
+
+    @property
+    def max_connections(self) -> int:
+        """Connections per node per process, for pooled clients (the server's pipelined
+        client opens one per node)."""
+        return int(self.params.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+
     def describe(self) -> str:
         nodes = ",".join(str(n) for n in self.nodes)
+        if self.mode == "sentinel":
+            return f"redis primary '{self.sentinel_master}' of the sentinels at {nodes}"
         return f"redis {self.mode} at {nodes}"
 
     @classmethod
@@ -73,8 +100,22 @@ class RedisStoreConfig:
         *,
         cluster: bool = False,
         key_ttl_seconds: int | None = None,
+        sentinel_master: str | None = None,
     ) -> RedisStoreConfig:
+        """``sentinel_master`` given means the nodes are Sentinels."""
         nodes, params = _parse_connection_string(connection_string)
+        if params.get("max_connections", 1) < 1:
+            raise ConfigError(f"{_SECTION}.connection_string: max_connections must be at least 1")
+        if sentinel_master is not None:
+            if cluster:
+                raise ConfigError(f"{_SECTION}: a Sentinel setup is not a cluster")
+            return cls(
+                nodes=tuple(nodes),
+                mode="sentinel",
+                params=params,
+                key_ttl_seconds=key_ttl_seconds or None,
+                sentinel_master=sentinel_master,
+            )
         if not cluster and len(nodes) > 1:
             raise ConfigError(
                 f"{_SECTION}.connection_string lists {len(nodes)} nodes but redis_type is "
@@ -95,7 +136,13 @@ class RedisStoreConfig:
         return cls.from_section(
             {
                 name: getattr(online_store, name)
-                for name in ("type", "redis_type", "connection_string", "key_ttl_seconds")
+                for name in (
+                    "type",
+                    "redis_type",
+                    "connection_string",
+                    "key_ttl_seconds",
+                    "sentinel_master",
+                )
                 if hasattr(online_store, name)
             }
         )
@@ -114,11 +161,14 @@ class RedisStoreConfig:
             )
         raw_type = section.get("redis_type", "redis")
         redis_type = str(getattr(raw_type, "value", raw_type))
-        if redis_type not in ("redis", "redis_cluster"):
+        if redis_type not in ("redis", "redis_cluster", "redis_sentinel"):
             raise ConfigError(
                 f"{_SECTION}.redis_type '{redis_type}' is not supported by Frost; "
-                "use redis or redis_cluster"
+                "use redis, redis_cluster or redis_sentinel"
             )
+        master = None
+        if redis_type == "redis_sentinel":
+            master = str(section.get("sentinel_master") or "mymaster")
         ttl = section.get("key_ttl_seconds")
         if ttl is not None and not isinstance(ttl, int):
             raise ConfigError(f"{_SECTION}.key_ttl_seconds must be a whole number of seconds")
@@ -126,6 +176,7 @@ class RedisStoreConfig:
             str(section.get("connection_string", "localhost:6379")),
             cluster=redis_type == "redis_cluster",
             key_ttl_seconds=ttl,
+            sentinel_master=master,
         )
 
 

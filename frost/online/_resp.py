@@ -11,6 +11,41 @@ from frost.codec import Segments, decimal
 Part = Segments | bytes
 
 
+class ErrorReply:
+    """An error reply to one command: its code (``NOSCRIPT``, ``MOVED``, ``WRONGTYPE``...) and
+    the rest of its text. Built from the reply's text, so hiredis builds them directly
+    (``hiredis.Reader(replyError=ErrorReply)``) and a reply needs no conversion."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, text: str, message: str | None = None) -> None:
+        if message is None:
+            code, _, message = str(text).partition(" ")
+        else:
+            code = text
+        self.code, self.message = code, message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ErrorReply) and (self.code, self.message) == (
+            other.code,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message))
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}".strip()
+
+    def __repr__(self) -> str:
+        return f"ErrorReply({str(self)!r})"
+
+
+def command(*parts: bytes) -> bytes:
+    """One whole RESP command."""
+    return b"*%d\r\n" % len(parts) + b"".join(bulk(p) for p in parts)
+
+
 def bulk(value: bytes) -> bytes:
     """One RESP bulk string that is the same on every row."""
     return b"$%d\r\n%s\r\n" % (len(value), value)

@@ -36,8 +36,8 @@ from frost.codec import (
     timestamp_field,
 )
 from frost.errors import OnlineStoreError, SchemaMismatch
-from frost.online._resp import Part, bulk, bulk_rows, command_header, grouped_commands
-from frost.online._transport import ErrorReply, Pending, RedisTransport
+from frost.online._resp import ErrorReply, Part, bulk, bulk_rows, command_header, grouped_commands
+from frost.online._transport import Pending, RedisTransport
 from frost.schema import ViewSchema
 
 DEFAULT_CHUNK_ROWS = 4096
