@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -28,6 +28,7 @@ __all__ = [
     "KafkaBroker",
     "LocalService",
     "RedisCluster",
+    "RedisSentinels",
     "RedisServer",
     "SparkStandalone",
     "free_port",
@@ -292,6 +293,104 @@ class RedisCluster(LocalService):
                 return
             time.sleep(0.2)
         raise ServiceStartError(f"Redis Cluster did not reach cluster_state:ok in {timeout:.0f}s")
+
+
+class RedisSentinels(LocalService):
+    """A primary, ``replicas`` replicas and ``sentinels`` Sentinels watching them, on free
+    loopback ports: a real failover in a few seconds (``down-after-milliseconds`` 1000)."""
+
+    MASTER = "frost"
+
+    def __init__(self, replicas: int = 1, sentinels: int = 3, extra_args: Sequence[str] = ()):
+        super().__init__("redis-sentinel")
+        ports: list[int] = []
+        while len(ports) < 1 + replicas + sentinels:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.data_ports = ports[: 1 + replicas]
+        self.sentinel_ports = ports[1 + replicas :]
+        self.extra_args = list(extra_args)
+        self._data: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def connection_string(self) -> str:
+        """The Sentinels, as ``redis_type: redis_sentinel`` takes them."""
+        return ",".join(f"{_LOOPBACK}:{p}" for p in self.sentinel_ports)
+
+    def start(self) -> Self:
+        try:
+            primary = self.data_ports[0]
+            for port in self.data_ports:
+                self._start_data(port, None if port == primary else primary)
+            for port in self.sentinel_ports:
+                config = self.workdir / f"sentinel-{port}.conf"
+                config.write_text(
+                    f"port {port}\nbind {_LOOPBACK}\nprotected-mode no\ndir {self.workdir}\n"
+                    f"sentinel monitor {self.MASTER} {_LOOPBACK} {primary} 2\n"
+                    f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+                    f"sentinel failover-timeout {self.MASTER} 4000\n"
+                    f"sentinel parallel-syncs {self.MASTER} 1\n"
+                )
+                args = [_require("redis-server", _REDIS_HINT), str(config), "--sentinel"]
+                process = self._spawn(args, f"sentinel-{port}.log")
+                _wait_for_port(port, process, f"redis sentinel {port}", timeout=15)
+            self.wait_until(lambda: self.replicas_of(primary) == len(self.data_ports) - 1, 30)
+        except ServiceStartError as exc:
+            details = "\n".join(filter(None, [exc.details, self.log_tail()]))
+            self.stop()
+            raise ServiceStartError(str(exc), details) from exc
+        return self
+
+    def primary_port(self) -> int:
+        """The primary's port, as the Sentinels name it now."""
+        reply = self._cli(
+            self.sentinel_ports[0], "sentinel", "get-master-addr-by-name", self.MASTER
+        )
+        return int(reply.split()[-1])
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary; returns its port."""
+        port = self.primary_port()
+        process = self._data.pop(port)
+        process.kill()
+        process.wait()
+        return port
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again (empty); the Sentinels make it a replica."""
+        self._start_data(port, None)
+
+    def replicas_of(self, port: int) -> int:
+        info = self._cli(port, "info", "replication")
+        connected = [line for line in info.splitlines() if line.startswith("connected_slaves:")]
+        return int(connected[0].split(":")[1]) if connected else 0
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if done():
+                    return
+            except (ValueError, IndexError, subprocess.SubprocessError):
+                pass
+            time.sleep(0.1)
+        raise ServiceStartError(f"Redis Sentinel setup did not settle in {timeout:.0f}s")
+
+    def _start_data(self, port: int, primary: int | None) -> None:
+        extra = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", *self.extra_args]
+        if primary is not None:
+            extra += ["--replicaof", _LOOPBACK, str(primary)]
+        process = self._spawn(_redis_args(port, extra), f"redis-{port}.log")
+        _wait_for_port(port, process, f"redis-server {port}", timeout=15)
+        self._data[port] = process
+
+    @staticmethod
+    def _cli(port: int, *args: str) -> str:
+        cli = _require("redis-cli", _REDIS_HINT)
+        return subprocess.run(
+            [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
 
 
 def tansu_binary() -> str:

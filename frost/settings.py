@@ -16,6 +16,9 @@ the same file as the Feast repo they belong to::
         master: local[*]                   # or spark://host:7077, yarn, k8s://...
         conf:
           spark.sql.shuffle.partitions: "8"
+      ingest:
+        wait_for_replicas: 1               # commit offsets once a replica has the batch
+        replication_timeout_ms: 1000
 
 Command-line flags override the file; ``FROST_ENGINE`` overrides ``engine`` and
 ``FROST_SPARK_MASTER`` overrides ``spark.master``.
@@ -81,6 +84,16 @@ class LocalSettings(BaseModel):
         return self.temp_directory or str(Path(tempfile.gettempdir()) / "frost-duckdb")
 
 
+class IngestFileSettings(BaseModel):
+    """The stream ingestor's durability: how many replicas must hold each micro-batch
+    before its offsets are committed (0: the primary's acknowledgement is enough)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    wait_for_replicas: int = Field(default=0, ge=0)
+    replication_timeout_ms: int = Field(default=1000, ge=1)
+
+
 class FrostSettings(BaseModel):
     """The ``frost:`` section of ``feature_store.yaml``."""
 
@@ -91,6 +104,7 @@ class FrostSettings(BaseModel):
     stream_log_path: str | None = None
     local: LocalSettings = Field(default_factory=LocalSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    ingest: IngestFileSettings = Field(default_factory=IngestFileSettings)
 
     def quarantine_dir(self, repo: Path) -> Path:
         path = Path(self.quarantine_path)

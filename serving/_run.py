@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from frost.errors import ServiceStartError
+from frost.errors import ConfigError, FrostError, ServiceStartError
 from frost.repo import FeatureRepo
 from frost.serving._config import ServeSettings
 
@@ -40,7 +40,7 @@ def serve(
     """Serve until SIGTERM/SIGINT. ``on_ready`` gets a one-line description once listening."""
     from frost.serving._registry import load_snapshot
 
-    repo.online_config  # noqa: B018 - fail here, with the file named, not in every worker
+    _check_redis(repo)
     snapshot = load_snapshot(repo)
     summary = (
         f"frost serve: {len(snapshot.plans)} feature service(s) of project '{repo.project}' "
@@ -54,6 +54,23 @@ def serve(
         asyncio.run(_worker(repo.path, settings, settings.metrics_port, summary, on_ready))
         return
     _supervise(repo.path, settings, summary, on_ready)
+
+
+def _check_redis(repo: FeatureRepo) -> None:
+    """Settings Redis refuses (a certificate for another host, wrong credentials) stop the
+    server before it starts, with one line; a Redis that is merely down does not: the server
+    starts NOT_SERVING and follows it."""
+    from frost.online import connect
+
+    transport = connect(repo.online_config)  # a bad online_store section fails here
+    try:
+        transport.ping()
+    except ConfigError:
+        raise
+    except FrostError as exc:
+        log.warning("Redis does not answer yet, starting NOT_SERVING: %s", exc)
+    finally:
+        transport.close()
 
 
 async def _worker(

@@ -7,11 +7,12 @@ Spark session, or it fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import pytest
 import redis
 import yaml
 
-from frost.online import OnlineStore, RedisStoreConfig
+from frost.online import AsyncRedis, OnlineStore, read_async
 from frost.repo import FeatureRepo
-from frost.services import KafkaBroker, RedisCluster, RedisServer
+from frost.services import KafkaBroker, RedisCluster, RedisSentinels, RedisServer
+from tests.backends import BACKENDS, PASSWORD, SERVICE_FIXTURES, Backend, TlsRedis, make_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_REPO = ROOT / "feature_repo"
@@ -86,20 +88,66 @@ def cluster_client(redis_cluster: RedisCluster) -> Iterator[redis.RedisCluster]:
     client.close()
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def online_store(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
-    """Frost's online store against a single Redis and against the 3-master cluster."""
-    if request.param == "standalone":
-        server = request.getfixturevalue("redis_server")
-        redis.Redis(port=server.port).flushall()
-        config = RedisStoreConfig.from_connection_string(server.connection_string)
-    else:
-        cluster = request.getfixturevalue("redis_cluster")
-        redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0]).flushall()
-        config = RedisStoreConfig.from_connection_string(cluster.connection_string, cluster=True)
-    store = OnlineStore.from_config(config, "test_project")
+@pytest.fixture(scope="session")
+def redis_sentinels() -> Iterator[RedisSentinels]:
+    with RedisSentinels().start() as sentinels:
+        yield sentinels
+
+
+@pytest.fixture(scope="session")
+def password_redis() -> Iterator[RedisServer]:
+    with RedisServer(extra_args=["--requirepass", PASSWORD]).start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
+    with TlsRedis(tmp_path_factory.mktemp("tls")).start() as server:
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each Redis deployment Frost supports, emptied (see tests/backends.py)."""
+    service = request.getfixturevalue(SERVICE_FIXTURES[request.param])
+    chosen = make_backend(request.param, service)
+    chosen.flush()
+    yield chosen
+    for client in chosen.primaries:
+        client.close()
+
+
+@pytest.fixture
+def online_store(backend: Backend) -> Iterator[OnlineStore]:
+    """Frost's online store on each backend."""
+    store = OnlineStore.from_config(backend.config, "test_project")
     yield store
     store.close()
+
+
+Reads = Callable[[OnlineStore, Any, Any], dict[str, Any]]
+
+
+@pytest.fixture(params=["sync", "async"])
+def reads(request: pytest.FixtureRequest) -> Reads:
+    """A read through the sync reader (``frost get``) or the async client (the server):
+    the same plan and judge, two I/O stacks."""
+    if request.param == "sync":
+        return lambda store, wanted, entities: store.read(wanted, entities)
+
+    def read_async_way(store: OnlineStore, wanted: Any, entities: Any) -> dict[str, Any]:
+        config = request.getfixturevalue("backend").config
+
+        async def go() -> dict[str, Any]:
+            client = AsyncRedis(config)
+            try:
+                return await read_async(client, store.reader.plan(wanted), entities)
+            finally:
+                await client.close()
+
+        return asyncio.run(go())
+
+    return read_async_way
 
 
 def copy_repo(target: Path, connection_string: str, *, cluster: bool = False) -> Path:

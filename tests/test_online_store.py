@@ -1,4 +1,7 @@
-"""The online-store contract suite: every test runs on a single Redis and on a 3-master cluster."""
+"""The online-store contract suite: every test runs on every backend (tests/backends.py: a
+single Redis, a 3-master cluster, a Sentinel-watched primary with a replica, a password, TLS),
+and the reading tests through both I/O stacks (the sync reader of ``frost get`` and the async
+client of the server), which share one read plan and one judge."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import redis
 
 from frost.codec import FeatureType, JoinKey, Scalar, timestamp_field
 from frost.errors import OnlineStoreError, OnlineStoreUnavailable, SchemaMismatch
@@ -16,6 +18,8 @@ from frost.online import FieldStatus, OnlineStore, RedisStoreConfig
 from frost.online._writer import OnlineWriter
 from frost.schema import FeatureSpec, ViewSchema
 from frost.services import free_port
+from tests.backends import Backend
+from tests.conftest import Reads
 
 T0 = datetime(2026, 10, 1, 12, 0, 0, 250000, tzinfo=UTC)
 USER = JoinKey("user_id", FeatureType(Scalar.INT64))
@@ -72,15 +76,17 @@ def _points(users: list[int], points: list[int], when: list[datetime]) -> pa.Tab
     )
 
 
-def _read_points(store: OnlineStore, users: list[int]) -> list[Any]:
-    rows = store.read([(SCORE, ["points"])], {"user_id": users, "experience_id": [9] * len(users)})
-    return rows["score"].values("points")
+def _read_points(store: OnlineStore, users: list[int], reads: Reads | None = None) -> list[Any]:
+    read = reads or (lambda s, wanted, entities: s.read(wanted, entities))
+    entities = {"user_id": users, "experience_id": [9] * len(users)}
+    return read(store, [(SCORE, ["points"])], entities)["score"].values("points")
 
 
-def test_every_type_round_trips(online_store: OnlineStore) -> None:
+def test_every_type_round_trips(online_store: OnlineStore, reads: Reads) -> None:
     stats = online_store.write(ALL_TYPES, _everything_table())
     assert (stats.rows, stats.written, stats.skipped_older) == (3, 3, 0)
-    rows = online_store.read([(ALL_TYPES, ALL_TYPES.feature_names)], {"user_id": [1, 2, 3, 4]})
+    wanted = [(ALL_TYPES, ALL_TYPES.feature_names)]
+    rows = reads(online_store, wanted, {"user_id": [1, 2, 3, 4]})
     got = rows["everything"]
     assert got.event_times == [T0, T0, T0, None]
     for spec in ALL_TYPES.features:
@@ -98,18 +104,18 @@ def test_every_type_round_trips(online_store: OnlineStore) -> None:
         assert statuses[2] == FieldStatus.NULL_VALUE
 
 
-def test_newer_wins_and_equal_replays_are_written(online_store: OnlineStore) -> None:
+def test_newer_wins_and_equal_replays_are_written(online_store: OnlineStore, reads: Reads) -> None:
     t1, t2 = T0, T0 + timedelta(seconds=10)
     assert online_store.write(SCORE, _points([1], [100], [t2])).written == 1
     older = online_store.write(SCORE, _points([1], [50], [t1]))
     assert (older.written, older.skipped_older) == (0, 1)
-    assert _read_points(online_store, [1]) == [100]
+    assert _read_points(online_store, [1], reads) == [100]
     assert online_store.write(SCORE, _points([1], [101], [t2])).written == 1
-    assert _read_points(online_store, [1]) == [101]
+    assert _read_points(online_store, [1], reads) == [101]
     # Sub-second order counts too: Feast stores nanos, so does Frost.
     online_store.write(SCORE, _points([1], [102], [t2 + timedelta(microseconds=1)]))
     assert online_store.write(SCORE, _points([1], [99], [t2])).skipped_older == 1
-    assert _read_points(online_store, [1]) == [102]
+    assert _read_points(online_store, [1], reads) == [102]
 
 
 def test_latest_row_wins_within_one_write(online_store: OnlineStore) -> None:
@@ -146,12 +152,12 @@ def test_concurrent_writers_never_regress(online_store: OnlineStore) -> None:
     assert _read_points(online_store, users) == [2 * rounds - 1] * len(users)
 
 
-def test_many_rows_across_chunks_and_nodes(online_store: OnlineStore) -> None:
+def test_many_rows_across_chunks_and_nodes(online_store: OnlineStore, reads: Reads) -> None:
     writer = OnlineWriter(online_store.transport, online_store.project, chunk_rows=1000)
     users = list(range(10_000))
     stats = writer.write(SCORE, _points(users, users, [T0] * len(users)))
     assert stats.written == 10_000
-    assert _read_points(online_store, users) == users
+    assert _read_points(online_store, users, reads) == users
 
 
 def test_bad_input_writes_nothing(online_store: OnlineStore) -> None:
@@ -167,42 +173,27 @@ def test_bad_input_writes_nothing(online_store: OnlineStore) -> None:
     assert _read_points(online_store, [1, 2]) == [None, None]
 
 
-def test_lost_script_is_reloaded(online_store: OnlineStore, request: pytest.FixtureRequest) -> None:
+def test_lost_script_is_reloaded(online_store: OnlineStore, backend: Backend) -> None:
     online_store.write(SCORE, _points([1], [1], [T0]))
-    _script_flush(request)
+    for client in backend.primaries:
+        client.script_flush()
     online_store.write(SCORE, _points([1], [2], [T0 + timedelta(seconds=1)]))
     assert _read_points(online_store, [1]) == [2]
 
 
-def test_key_ttl_is_set(online_store: OnlineStore, request: pytest.FixtureRequest) -> None:
+def test_key_ttl_is_set(online_store: OnlineStore, backend: Backend) -> None:
     store = OnlineStore(online_store.transport, online_store.project, key_ttl_seconds=3600)
     store.write(SCORE, _points([1], [1], [T0]))
     key = store.writer._plan(SCORE).keys.encode_one({"user_id": 1, "experience_id": 9})
-    ttl = _client(request).ttl(key)
+    ttl = backend.client_for(key).ttl(key)
     assert 3500 < ttl <= 3600
-    assert _client(request).hexists(key, timestamp_field("score"))
+    assert backend.client_for(key).hexists(key, timestamp_field("score"))
 
 
 def test_unreachable_redis_is_reported() -> None:
     config = RedisStoreConfig.from_connection_string(f"127.0.0.1:{free_port()}")
     with OnlineStore.from_config(config, "p") as store, pytest.raises(OnlineStoreUnavailable):
         store.write(SCORE, _points([1], [1], [T0]))
-
-
-def _client(request: pytest.FixtureRequest) -> Any:
-    if request.node.callspec.params["online_store"] == "standalone":
-        return redis.Redis(port=request.getfixturevalue("redis_server").port)
-    cluster = request.getfixturevalue("redis_cluster")
-    return redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
-
-
-def _script_flush(request: pytest.FixtureRequest) -> None:
-    client = _client(request)
-    if isinstance(client, redis.RedisCluster):
-        for node in client.get_primaries():
-            client.get_redis_connection(node).script_flush()
-    else:
-        client.script_flush()
 
 
 def test_pre_1970_event_times_compare_correctly(online_store: OnlineStore) -> None:
@@ -224,26 +215,49 @@ def test_duplicate_entities_in_one_write_are_superseded(online_store: OnlineStor
 
 
 def test_rejected_writes_name_the_entity_and_leak_no_connection(
-    online_store: OnlineStore, request: pytest.FixtureRequest
+    online_store: OnlineStore, backend: Backend
 ) -> None:
-    client = _client(request)
     writer = OnlineWriter(online_store.transport, online_store.project, chunk_rows=50)
     key = writer._plan(SCORE).keys.encode_one({"user_id": 5, "experience_id": 9})
-    client.set(key, b"not a hash")
+    backend.client_for(key).set(key, b"not a hash")
     users = list(range(300))
-    before = _connections(request)
+    before = backend.connections()
     for _ in range(20):
         with pytest.raises(
             OnlineStoreError, match=r"'score' for user_id=5, experience_id=9.*WRONGTYPE"
         ):
             writer.write(SCORE, _points(users, users, [T0] * len(users)))
-    assert _connections(request) <= before + 4
+    assert backend.connections() <= before + 4
 
 
-def _connections(request: pytest.FixtureRequest) -> int:
-    client = _client(request)
-    if isinstance(client, redis.RedisCluster):
-        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]
-    else:
-        nodes = [client]
-    return sum(int(n.info("clients")["connected_clients"]) for n in nodes)
+def test_a_bad_stored_value_is_invalid_alone(
+    online_store: OnlineStore, backend: Backend, reads: Reads
+) -> None:
+    """Garbage in a field, a hash field with another type's bytes, a key holding a string:
+    each is INVALID (value withheld, reported), and every other value is served."""
+    online_store.write(ALL_TYPES, _everything_table())
+    encode = online_store.writer._plan(ALL_TYPES).keys.encode_one
+    first, second, third = (encode({"user_id": u}) for u in (1, 2, 3))
+    from frost.codec import field_hash
+
+    backend.client_for(first).hset(first, field_hash("everything", "double_scalar"), b"\xff\x01")
+    backend.client_for(second).hset(
+        second,
+        field_hash("everything", "string_scalar"),
+        b"\x12\x02\xff\xfe",  # not UTF-8
+    )
+    backend.client_for(third).delete(third)
+    backend.client_for(third).set(third, b"a string, not a hash")
+    wanted = [(ALL_TYPES, ALL_TYPES.feature_names)]
+    got = reads(online_store, wanted, {"user_id": [1, 2, 3]})["everything"]
+    double, text = got.column("double_scalar"), got.column("string_scalar")
+    assert double[1][0] == FieldStatus.INVALID and double[0][0] is None
+    assert double[1][1] == FieldStatus.PRESENT and double[0][1] == -0.0
+    assert text[1][1] == FieldStatus.INVALID and text[0][1] is None
+    assert text[0][0] == "héllo"
+    assert [got.statuses(f)[2] for f in ALL_TYPES.feature_names] == [FieldStatus.INVALID] * len(
+        ALL_TYPES.features
+    )
+    assert got.values("int64_scalar")[:2] == [2**63 - 1, -1]
+    found = {(m.feature, m.row) for m in got.malformed}
+    assert {("double_scalar", 0), ("string_scalar", 1), (None, 2)} <= found

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from frost.codec import FeatureType, JoinKey, Scalar
 from frost.errors import ConfigError, OnlineStoreUnavailable
@@ -53,46 +50,56 @@ def test_password(password_redis: RedisServer) -> None:
         _round_trip(password_redis.connection_string)
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    port = free_port()
-    tls = [
-        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
-        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-    ]  # fmt: skip
-    with RedisServer(port=port, extra_args=tls).start():
-        connection = f"127.0.0.1:{port},ssl=true,ssl_ca_certs={cert}"
-        assert _round_trip(connection) == [10, 20]
+    from tests.backends import TlsRedis
+
+    with TlsRedis(tmp_path) as server:
+        server.start()
+        assert _round_trip(server.connection_string) == [10, 20]
         with pytest.raises(OnlineStoreUnavailable):
-            _round_trip(f"127.0.0.1:{port},socket_timeout=2")
+            _round_trip(f"127.0.0.1:{server.port},socket_timeout=2")
+
+
+@pytest.mark.parametrize("host", ["redis.elsewhere.example", "127.0.0.1"])
+def test_tls_host_names_are_checked_by_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """A certificate for another host: ``frost get``, ``frost materialize`` and
+    ``frost serve`` all refuse, with one clear line; the right name: all three work."""
+    from frost import repo as repo_module
+    from frost.app.cli import main
+    from frost.repo import FeatureRepo
+    from frost.sample_data import SampleSpec, generate
+    from tests.backends import TlsRedis
+    from tests.conftest import SAMPLE_END, copy_repo
+    from tests.serving_support import Server
+
+    with TlsRedis(tmp_path / "certs", host=host).start() as server:
+        repo = FeatureRepo(copy_repo(tmp_path, server.connection_string))
+        generate(repo.path / "data", SampleSpec(users=20, experiences=5, days=2, end=SAMPLE_END))
+        repo_module.apply(repo)
+        base = ["--repo", str(repo.path)]
+        window = ["--start", "2026-10-01", "--end", SAMPLE_END.isoformat()]
+        materialized = main([*base, "materialize", *window, "--views", "user_profile"])
+        got = main([*base, "get", "--service", "churn_prediction", "--entity", "user_id=1000001"])
+        err = capsys.readouterr().err
+        if host == "127.0.0.1":
+            assert (materialized, got) == (0, 0), err
+            from frost.client import FeatureClient
+
+            with Server(repo) as serving, FeatureClient(serving.target) as client:
+                served = client.get("churn_prediction", {"user_id": [1000001]})
+            assert served.statuses["level"][0].name in ("PRESENT", "OUTSIDE_MAX_AGE")
+            return
+        assert (materialized, got) == (2, 2)
+        lines = err.strip().splitlines()
+        assert len(lines) == 2, err
+        for line in lines:
+            assert "its TLS certificate was refused" in line and "127.0.0.1" in line, line
+        result = subprocess.run(
+            [sys.executable, "-m", "frost", *base, "serve", "--port", str(free_port())],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith("frost: error: Redis at 127.0.0.1")
+        assert "its TLS certificate was refused" in result.stderr

@@ -11,7 +11,7 @@ from frost.online._async import AsyncRedis, connect_async
 from frost.online._config import RedisNode, RedisStoreConfig
 from frost.online._judge import Malformed, is_stale
 from frost.online._read_plan import ReadPlan, compile_read_plan
-from frost.online._reader import OnlineReader, ViewRows
+from frost.online._reader import OnlineReader, ViewRows, read_async
 from frost.online._resp import ErrorReply
 from frost.online._status import FieldStatus
 from frost.online._transport import RedisTransport, connect
@@ -37,6 +37,7 @@ __all__ = [
     "connect",
     "connect_async",
     "is_stale",
+    "read_async",
 ]
 
 
@@ -44,16 +45,33 @@ class OnlineStore:
     """A writer and a reader sharing one Redis transport, for one Feast project."""
 
     def __init__(
-        self, transport: RedisTransport, project: str, *, key_ttl_seconds: int | None = None
+        self,
+        transport: RedisTransport,
+        project: str,
+        *,
+        key_ttl_seconds: int | None = None,
+        replicas: int = 0,
     ) -> None:
         self.transport = transport
         self.project = project
-        self.writer = OnlineWriter(transport, project, key_ttl_seconds=key_ttl_seconds)
+        self.writer = OnlineWriter(
+            transport, project, key_ttl_seconds=key_ttl_seconds, replicas=replicas
+        )
         self.reader = OnlineReader(transport, project)
 
     @classmethod
-    def from_config(cls, config: RedisStoreConfig, project: str) -> OnlineStore:
-        return cls(connect(config), project, key_ttl_seconds=config.key_ttl_seconds)
+    def from_config(
+        cls,
+        config: RedisStoreConfig,
+        project: str,
+        *,
+        replicas: int = 0,
+        replication_timeout_ms: int = 1000,
+    ) -> OnlineStore:
+        """``replicas`` > 0: writes are acknowledged once that many replicas have them
+        (``WAIT``, at most ``replication_timeout_ms`` per chunk)."""
+        transport = connect(config, replication_timeout_ms=replication_timeout_ms)
+        return cls(transport, project, key_ttl_seconds=config.key_ttl_seconds, replicas=replicas)
 
     def write(
         self, view: ViewSchema, table: pa.Table, *, event_time_column: str = "event_timestamp"

@@ -122,10 +122,10 @@ def judge_row(
     values: list[bytes] = []
     for feature in view.features:
         raw = reply[feature.index] if isinstance(reply, list) else None
-        if raw is None or row_status == NOT_FOUND:
-            status = NOT_FOUND
-        elif row_status == INVALID:
+        if row_status == INVALID:
             status = INVALID
+        elif raw is None or row_status == NOT_FOUND:
+            status = NOT_FOUND
         elif feature.bounds is not None and _in_bounds(feature.bounds, raw):
             status = row_status
         elif feature.check is not None or feature.null_raw is not None or feature.bounds:
@@ -207,10 +207,10 @@ def _column_statuses(
         return row_status  # the common case: the view's statuses, shared
     out = []
     for row, (value, status) in enumerate(zip(raw, row_status, strict=True)):
-        if value is None or status == NOT_FOUND:
-            out.append(NOT_FOUND)
-        elif status == INVALID:
+        if status == INVALID:
             out.append(INVALID)
+        elif value is None or status == NOT_FOUND:
+            out.append(NOT_FOUND)
         elif row in bad:
             malformed.append(Malformed(view.name, feature.name, row, "not a value of its type"))
             out.append(INVALID)
@@ -234,11 +234,11 @@ def _checked(
     out = []
     check, decode, null_raw, shape = feature.check, feature.decode, feature.null_raw, feature.shape
     for row, (value, status) in enumerate(zip(raw, row_status, strict=True)):
-        if value is None or status == NOT_FOUND:
-            out.append(NOT_FOUND)
-            continue
         if status == INVALID:
             out.append(INVALID)
+            continue
+        if value is None or status == NOT_FOUND:
+            out.append(NOT_FOUND)
             continue
         is_null = not value or value == null_raw
         if not is_null and not shape.well_formed(value):

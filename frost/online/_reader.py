@@ -20,6 +20,7 @@ import pyarrow as pa
 from frost.codec import Segments, concat, decode_column, parse_timestamp
 from frost.contracts import ViewContract
 from frost.errors import SchemaMismatch
+from frost.online._async import AsyncRedis
 from frost.online._judge import Malformed, judge_view
 from frost.online._read_plan import ReadPlan, compile_read_plan
 from frost.online._resp import Part, bulk_rows
@@ -116,24 +117,48 @@ class OnlineReader:
         finally:
             for pending in sent:
                 pending.abandon()  # no-op for collected pipelines
-        result: dict[str, ViewRows] = {}
-        for view_schema, (g, v) in zip(plan.views, plan.order, strict=True):
-            view = plan.groups[g].views[v]
-            malformed: list[Malformed] = []
-            judgement = judge_view(view, replies[g], now, malformed)
-            seconds = [None if s is None else parse_timestamp(s) for s in judgement.stamps]
-            rows = ViewRows(
-                view=view_schema,
-                features=[f.name for f in view.features],
-                event_seconds=seconds,
-                malformed=malformed,
-            )
-            for feature, statuses, values in zip(
-                view.features, judgement.statuses, judgement.values, strict=True
-            ):
-                rows.judged[feature.name] = ([FieldStatus(s) for s in statuses], values)
-            result[view_schema.name] = rows
-        return result
+        return judged(plan, replies, now)
+
+
+async def read_async(
+    redis: AsyncRedis,
+    plan: ReadPlan,
+    entities: Mapping[str, Sequence[Any]],
+    now: float | None = None,
+) -> dict[str, ViewRows]:
+    """The same read over the async client (what the server reads with), judged alike."""
+    now = time.time() if now is None else now
+    columns = {name: list(values) for name, values in entities.items()}
+    replies = []
+    for group in plan.groups:
+        missing = [n for n in group.key_names if n not in columns]
+        if missing:
+            raise SchemaMismatch(f"entity key column(s) {', '.join(missing)} missing")
+        keys = group.keys.encode_rows(columns)
+        replies.append(await redis.hmget(keys, group.hmget_header, group.hmget_fields))
+    return judged(plan, replies, now)
+
+
+def judged(plan: ReadPlan, replies: list[list[Any]], now: float) -> dict[str, ViewRows]:
+    """Every requested view's rows, judged, from the groups' HMGET replies."""
+    result: dict[str, ViewRows] = {}
+    for view_schema, (g, v) in zip(plan.views, plan.order, strict=True):
+        view = plan.groups[g].views[v]
+        malformed: list[Malformed] = []
+        judgement = judge_view(view, replies[g], now, malformed)
+        seconds = [None if s is None else parse_timestamp(s) for s in judgement.stamps]
+        rows = ViewRows(
+            view=view_schema,
+            features=[f.name for f in view.features],
+            event_seconds=seconds,
+            malformed=malformed,
+        )
+        for feature, statuses, values in zip(
+            view.features, judgement.statuses, judgement.values, strict=True
+        ):
+            rows.judged[feature.name] = ([FieldStatus(s) for s in statuses], values)
+        result[view_schema.name] = rows
+    return result
 
 
 def _entity_columns(entities: Mapping[str, Sequence[Any] | pa.Array]) -> dict[str, pa.Array]:

@@ -112,7 +112,10 @@ class OnlineWriter:
         key_ttl_seconds: int | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         entities_per_call: int | None = None,
+        replicas: int = 0,
     ) -> None:
+        """``replicas`` > 0: every chunk ends with ``WAIT``, and a write succeeds only once
+        that many replicas have it (so a failover cannot lose what was acknowledged)."""
         self._transport = transport
         self._project = project
         self._ttl = key_ttl_seconds or 0
@@ -122,6 +125,7 @@ class OnlineWriter:
         if transport.is_cluster and entities_per_call != 1:
             raise ValueError("a Redis Cluster takes one entity per call (keys share no slot)")
         self._per_call = entities_per_call
+        self._replicas = replicas
         self._sha: str | None = None
         self._plans: dict[ViewSchema, _Plan] = {}
 
@@ -158,7 +162,7 @@ class OnlineWriter:
                 for start in range(0, prepared.rows, self._chunk_rows):
                     stop = min(start + self._chunk_rows, prepared.rows)
                     keys, commands, bounds = self._build(plan, prepared, start, stop)
-                    pending = self._transport.submit(keys, commands)
+                    pending = self._transport.submit(keys, commands, self._replicas)
                     in_flight.append(_Sent(prepared, start, keys, commands, bounds, pending))
                     if len(in_flight) > 1:
                         self._settle(in_flight.popleft(), stats)
@@ -185,7 +189,7 @@ class OnlineWriter:
             for start in range(0, prepared.rows, self._chunk_rows):
                 stop = min(start + self._chunk_rows, prepared.rows)
                 keys, commands, bounds = self._build(plan, prepared, start, stop)
-                pending = self._transport.submit(keys, commands)
+                pending = self._transport.submit(keys, commands, self._replicas)
                 sent.append(_Sent(prepared, start, keys, commands, bounds, pending))
         except BaseException:
             for chunk in sent:

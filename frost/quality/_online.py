@@ -19,7 +19,7 @@ from frost._format import format_age
 from frost.checks import ViewChecker
 from frost.codec import Scalar
 from frost.contracts import ViewContract
-from frost.online import ViewRows
+from frost.online import ViewRows, is_stale
 from frost.quality._frames import CREATED_TIME, EVENT_TIME
 from frost.quality._model import Check, Status
 from frost.schema import ViewSchema
@@ -90,10 +90,10 @@ def freshness_checks(
     view_check = Check(
         "freshness",
         "newest value within max staleness",
-        Status.FAIL if lag > max_staleness else Status.PASS,
+        Status.FAIL if is_stale(max(stamps), now_s, max_staleness) else Status.PASS,
         detail=f"newest sampled value is {newest} old; bound {bound}",
     )
-    stale = sum(1 for s in stamps if now_s - s > max_staleness)
+    stale = sum(1 for s in stamps if is_stale(s, now_s, max_staleness))
     entity_check = Check(
         "freshness",
         "sampled values within max staleness",

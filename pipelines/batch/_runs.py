@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from frost.errors import BadInput, UnknownObject
+from frost.online import is_stale
 from frost.pipelines.batch._materialize import (
     MaterializeReport,
     RunOptions,
@@ -129,7 +130,8 @@ class Freshness:
             return False
         if self.materialized_until is None:
             return True
-        return self.now - self.materialized_until > self.max_staleness
+        bound = self.max_staleness.total_seconds()
+        return is_stale(self.materialized_until.timestamp(), self.now.timestamp(), bound)
 
     def describe(self) -> str:
         until = self.materialized_until.isoformat() if self.materialized_until else "never"

@@ -93,7 +93,16 @@ def ingest(
     consumer.subscribe(topics)
     log.info("ingesting %s from %s as group %s", ", ".join(topics), servers, group)
     dead_letters = DeadLetters(producer)
-    with OnlineStore.from_config(repo.online_config, repo.project) as store:
+    durability = repo.settings.ingest
+    replicas = durability.wait_for_replicas
+    if settings is not None and settings.wait_for_replicas is not None:
+        replicas = settings.wait_for_replicas
+    with OnlineStore.from_config(
+        repo.online_config,
+        repo.project,
+        replicas=replicas,
+        replication_timeout_ms=durability.replication_timeout_ms,
+    ) as store:
         log_dir = repo.settings.stream_log_dir(repo.path)
         ingestor = Ingestor(
             plans, store, consumer, dead_letters=dead_letters, metrics=metrics, settings=settings,

@@ -48,6 +48,9 @@ class IngestSettings:
     batch_ms: int = 200
     max_seconds: float | None = None
     commit_timeout_ms: int = 10_000
+    # Replicas each batch must reach before its offsets are committed (None: the repo's
+    # frost.ingest.wait_for_replicas).
+    wait_for_replicas: int | None = None
 
 
 @dataclass

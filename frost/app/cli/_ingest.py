@@ -41,6 +41,14 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
     )
+    parser.add_argument(
+        "--wait-for-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="commit a batch's offsets only once N replicas hold its writes (Redis WAIT; "
+        "default: frost.ingest.wait_for_replicas, 0)",
+    )
     parser.set_defaults(run=run_ingest)
 
 
@@ -65,7 +73,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     repo = FeatureRepo.open(args.repo)
     views = [v.strip() for v in args.views.split(",") if v.strip()] if args.views else None
     settings = IngestSettings(
-        batch_size=args.batch_size, batch_ms=args.batch_ms, max_seconds=args.max_seconds
+        batch_size=args.batch_size,
+        batch_ms=args.batch_ms,
+        max_seconds=args.max_seconds,
+        wait_for_replicas=args.wait_for_replicas,
     )
     report = ingest(
         repo,
