@@ -106,7 +106,7 @@ def encoded(event: dict[str, Any]) -> tuple[bytes, bytes]:
 
 
 def run_in_thread(
-    s: StreamRepo, **kwargs: Any
+    s: StreamRepo, settings: IngestSettings | None = None, **kwargs: Any
 ) -> tuple[threading.Thread, threading.Event, dict[str, Any]]:
     stop = threading.Event()
     result: dict[str, Any] = {}
@@ -115,7 +115,7 @@ def run_in_thread(
         try:
             result["report"] = ingest(
                 s.repo, bootstrap_servers=s.bootstrap, group=s.group, stop=stop,
-                settings=IngestSettings(batch_ms=100), **kwargs,
+                settings=settings or IngestSettings(batch_ms=100), **kwargs,
             )  # fmt: skip
         except BaseException as exc:  # reported by the test
             result["error"] = exc

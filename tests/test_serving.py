@@ -205,6 +205,105 @@ def test_stale_and_invalid_values(served: Server) -> None:
     assert level.event_timestamps[2].seconds == int(now.timestamp())  # time kept when withheld
 
 
+def test_bad_stored_values_never_break_a_response(served: Server) -> None:
+    """Garbage bytes in a field with a contract and in one without, and a key holding a
+    string where a hash belongs: each such value is INVALID and withheld, everything else
+    is served, the response parses, the metric counts them, and ``frost get`` answers
+    exactly as the server does."""
+    import redis as redis_client
+
+    from frost.codec import EntityKeyEncoder, field_hash
+    from frost.lookup import FeatureLookup
+
+    repo = served.repo
+    a, b, c = 910_000_001, 910_000_002, 910_000_003
+    now = datetime.now(UTC).replace(microsecond=0)
+    with OnlineStore.from_config(repo.online_config, repo.project) as store:
+        store.write(repo.view("user_profile"), _profile_rows(repo, [a, b, c], now))
+        engagement = pa.table({
+            "user_id": pa.array([a, b, c], pa.int64()), "experience_id": pa.array([1] * 3),
+            "plays_30d": pa.array([3, 4, 5], pa.int32()), "minutes_30d": [1.0, 2.0, 3.0],
+            "last_played_at": [now] * 3, "has_favorited": [True, False, True],
+            "badge_ids": pa.array([[1], [2], [3]], pa.list_(pa.int64())),
+            "event_timestamp": [now] * 3,
+        })  # fmt: skip
+        store.write(repo.view("user_experience_engagement"), engagement)
+    encode = {
+        name: EntityKeyEncoder(repo.view(name).join_keys, repo.project).encode_one
+        for name in ("user_profile", "user_experience_engagement")
+    }
+    first = repo.online_config.nodes[0]
+    if repo.online_config.is_cluster:
+        client: Any = redis_client.RedisCluster(host=first.host, port=first.port)
+    else:
+        client = redis_client.Redis(host=first.host, port=first.port)
+    client.hset(
+        encode["user_profile"]({"user_id": a}), field_hash("user_profile", "level"), b"\xff\xff"
+    )
+    client.hset(
+        encode["user_experience_engagement"]({"user_id": b, "experience_id": 1}),
+        field_hash("user_experience_engagement", "has_favorited"), b"\x0b\x0c\x0d",
+    )  # fmt: skip
+    client.delete(encode["user_profile"]({"user_id": c}))
+    client.set(encode["user_profile"]({"user_id": c}), b"not a hash")
+    refs = [
+        "user_profile:level", "user_profile:country",
+        "user_experience_engagement:has_favorited", "user_experience_engagement:plays_30d",
+    ]  # fmt: skip
+    entities = {"user_id": [a, b, c], "experience_id": [1, 1, 1]}
+    channel, stub_ = stub(served.target)
+    with channel:
+        response = stub_.GetOnlineFeatures(
+            make_request(features=refs, entities=entities), timeout=5
+        )
+    parsed = type(response).FromString(response.SerializeToString())  # the client can parse it
+    columns = _columns(parsed)
+    statuses = {name: [FieldStatus(s) for s in columns[name].statuses] for name in columns}
+    invalid, present = FieldStatus.INVALID, FieldStatus.PRESENT
+    assert statuses["level"] == [invalid, present, invalid]
+    assert statuses["country"] == [present, present, invalid]
+    assert statuses["has_favorited"] == [present, invalid, present]
+    assert statuses["plays_30d"] == [present] * 3
+    assert [python_value(v) for v in columns["plays_30d"].values] == [3, 4, 5]
+    assert python_value(columns["level"].values[0]) is None
+    with OnlineStore.from_config(repo.online_config, repo.project) as store:
+        ours = FeatureLookup(store, _by_view(repo, refs), repo.contracts()).get(entities)
+    for column in ours.columns:
+        served_column = columns[column.feature]
+        assert column.statuses == statuses[column.feature], column.feature
+        assert column.values == [python_value(v) for v in served_column.values], column.feature
+    assert {(m.view, m.feature) for m in ours.malformed} >= {
+        ("user_profile", "level"), ("user_experience_engagement", "has_favorited"),
+        ("user_profile", None),
+    }  # fmt: skip
+    scraped = _scrape_until(served.metrics_port, "frost_serving_malformed_values_total{")
+    assert 'feature="level",feature_view="user_profile"' in scraped
+    assert 'feature="-",feature_view="user_profile"' in scraped
+    assert "served as INVALID" in served.log_tail()
+
+
+def _by_view(repo: FeatureRepo, refs: list[str]) -> list[tuple[Any, tuple[str, ...]]]:
+    grouped: dict[str, list[str]] = {}
+    for ref in refs:
+        view, _, feature = ref.partition(":")
+        grouped.setdefault(view, []).append(feature)
+    return [(repo.view(v), tuple(f)) for v, f in grouped.items()]
+
+
+def _scrape_until(port: int, wanted: str, timeout: float = 10) -> str:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            text = page.read().decode()
+        if wanted in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{wanted} never appeared in the metrics")
+
+
 ERROR_CASES = [
     (
         "unknown service",

@@ -21,9 +21,9 @@ from frost.client import FeatureClient, ServingError
 from frost.online import FieldStatus
 from frost.repo import FeatureRepo
 from frost.services import RedisServer
+from tests.backends import certificate
 from tests.serving_support import Server, entity_ids, make_served_repo, stub
 from tests.serving_support import request as make_request
-from tests.test_redis_security import _self_signed
 
 TOKENS = {"ranking": "ranking-token-0123456789", "ops": "ops-token-0123456789abcdef"}
 
@@ -42,7 +42,7 @@ def server(repo: FeatureRepo) -> Iterator[Server]:
 
 
 def test_tokens_and_tls(repo: FeatureRepo, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = certificate(tmp_path)
     config = {
         "tls": {"cert": str(cert), "key": str(key)},
         "clients": [

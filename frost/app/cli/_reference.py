@@ -65,6 +65,6 @@ def _command(title: str, parser: argparse.ArgumentParser, help_text: str) -> str
 
 
 if __name__ == "__main__":
-    from frost.app.cli import build_parser
+    from frost.app.cli._main import build_parser
 
     print(render(build_parser()), end="")
