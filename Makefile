@@ -94,7 +94,7 @@ protos: venv
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-	.lock-venv/bin/python -m pip install -q -e '.[dev]'
+	.lock-venv/bin/python -m pip install -q -e '.[dev,bench-clients]'
 	{ echo "# Exact versions of every package Frost installs (make setup / make test use this file)."; \
 	  echo "# Regenerate with: make lock"; \
 	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^frost'; } > constraints.txt

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from frost.app.cli import build_parser
+from frost.app.cli._main import build_parser
 from frost.app.cli._reference import render
 from tests.conftest import ROOT
 
