@@ -94,7 +94,7 @@ def test_images_ports_volumes_and_files_line_up() -> None:
 
 
 def test_frost_commands_in_compose_are_valid_cli_calls() -> None:
-    from frost.app.cli import build_parser
+    from frost.app.cli._main import build_parser
 
     parser = build_parser()
     for name, service in _compose()["services"].items():

@@ -5,6 +5,7 @@ client of the server), which share one read plan and one judge."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,11 +14,11 @@ import pyarrow as pa
 import pytest
 
 from frost.codec import FeatureType, JoinKey, Scalar, timestamp_field
-from frost.errors import OnlineStoreError, OnlineStoreUnavailable, SchemaMismatch
-from frost.online import FieldStatus, OnlineStore, RedisStoreConfig
+from frost.errors import ConfigError, OnlineStoreError, OnlineStoreUnavailable, SchemaMismatch
+from frost.online import AsyncRedis, FieldStatus, OnlineStore, RedisStoreConfig
 from frost.online._writer import OnlineWriter
 from frost.schema import FeatureSpec, ViewSchema
-from frost.services import free_port
+from frost.services import RedisServer, free_port
 from tests.backends import Backend
 from tests.conftest import Reads
 
@@ -194,6 +195,24 @@ def test_unreachable_redis_is_reported() -> None:
     config = RedisStoreConfig.from_connection_string(f"127.0.0.1:{free_port()}")
     with OnlineStore.from_config(config, "p") as store, pytest.raises(OnlineStoreUnavailable):
         store.write(SCORE, _points([1], [1], [T0]))
+
+
+def test_a_standalone_server_named_a_cluster_is_a_config_error(redis_server: RedisServer) -> None:
+    """Both clients read the slot map through one rule, and say what to set."""
+    config = RedisStoreConfig.from_connection_string(redis_server.connection_string, cluster=True)
+    wanted = r"is not a cluster node .*set online_store.redis_type: redis"
+    with OnlineStore.from_config(config, "p") as store, pytest.raises(ConfigError, match=wanted):
+        store.write(SCORE, _points([1], [1], [T0]))
+
+    async def ping() -> None:
+        client = AsyncRedis(config)
+        try:
+            await client.ping()
+        finally:
+            await client.close()
+
+    with pytest.raises(ConfigError, match=wanted):
+        asyncio.run(ping())
 
 
 def test_pre_1970_event_times_compare_correctly(online_store: OnlineStore) -> None:

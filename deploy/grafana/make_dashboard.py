@@ -36,6 +36,10 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
              "{{feature_view}}"),
         ]),
         ("Redis up (health)", "short", [("min(frost_serving_redis_up)", "redis up")]),
+        ("Malformed stored values/s (served INVALID), by view and feature", "short", [
+            ("sum by (feature_view, feature) (rate(frost_serving_malformed_values_total[5m]))",
+             "{{feature_view}}.{{feature}}"),
+        ]),
     ]),
     ("Streaming ingestion", [
         ("Messages/s by topic", "short", [

@@ -29,7 +29,15 @@ from frost.errors import ConfigError, OnlineStoreError, OnlineStoreUnavailable
 from frost.online._config import RedisStoreConfig
 from frost.online._resp import ErrorReply, command
 from frost.online._tls import tls_context
-from frost.online._topology import Address, Reroute, SlotMap, primary_from_sentinel, reroute
+from frost.online._topology import (
+    CLUSTER_SLOTS,
+    Address,
+    Reroute,
+    SlotMap,
+    no_cluster_node,
+    primary_from_sentinel,
+    reroute,
+)
 
 __all__ = ["AsyncRedis", "Reply", "connect_async"]
 
@@ -37,7 +45,6 @@ Reply = Any  # list[bytes | None] for HMGET; bytes, int, list or ErrorReply othe
 
 _ATTEMPTS = 5
 _ASKING = command(b"ASKING")
-_CLUSTER_SLOTS = command(b"CLUSTER", b"SLOTS")
 _PING = command(b"PING")
 
 
@@ -255,20 +262,13 @@ class AsyncRedis:
         for address in dict.fromkeys([*self._seeds, *known]):
             try:
                 link = await self._link(address)
-                (reply,) = await link.send(_CLUSTER_SLOTS, 1)
+                (reply,) = await link.send(CLUSTER_SLOTS, 1)
             except OnlineStoreUnavailable as exc:
                 problems.append(str(exc))
                 continue
-            if isinstance(reply, ErrorReply):
-                raise ConfigError(
-                    f"Redis at {link.where} is not a cluster node ({reply}); set "
-                    "online_store.redis_type: redis in feature_store.yaml"
-                )
             self._slots = SlotMap.from_reply(reply, address)
             return self._slots
-        raise OnlineStoreUnavailable(
-            "no Redis Cluster node answered: " + "; ".join(dict.fromkeys(problems))
-        )
+        raise no_cluster_node(problems)
 
     async def _sentinel_primary(self) -> Address:
         if self._primary is not None:

@@ -15,6 +15,9 @@ from typing import Any
 
 from redis.crc import key_slot
 
+from frost.errors import ConfigError, OnlineStoreUnavailable
+from frost.online._resp import ErrorReply, command
+
 __all__ = [
     "Address",
     "Reroute",
@@ -40,8 +43,14 @@ class SlotMap:
         self._primaries = primaries
 
     @classmethod
-    def from_reply(cls, reply: Sequence[Any], asked: Address) -> SlotMap:
-        """``asked`` stands in for a primary the reply names with an empty host."""
+    def from_reply(cls, reply: Sequence[Any] | ErrorReply, asked: Address) -> SlotMap:
+        """The map from ``asked``'s reply to ``CLUSTER_SLOTS``; ``asked`` stands in for a
+        primary the reply names with an empty host. An error reply: not a cluster node."""
+        if isinstance(reply, ErrorReply):
+            raise ConfigError(
+                f"Redis at {asked[0]}:{asked[1]} is not a cluster node ({reply}); set "
+                "online_store.redis_type: redis in feature_store.yaml"
+            )
         slots: list[Address] = [asked] * SLOTS
         for entry in reply:
             start, end, primary = int(entry[0]), int(entry[1]), entry[2]
@@ -57,6 +66,16 @@ class SlotMap:
 
     def primaries(self) -> list[Address]:
         return sorted(set(self._primaries))
+
+
+CLUSTER_SLOTS = command(b"CLUSTER", b"SLOTS")
+
+
+def no_cluster_node(problems: Sequence[str]) -> OnlineStoreUnavailable:
+    """The error when no seed or known node answered ``CLUSTER SLOTS``."""
+    return OnlineStoreUnavailable(
+        "no Redis Cluster node answered: " + "; ".join(dict.fromkeys(problems))
+    )
 
 
 class Reroute(enum.Enum):

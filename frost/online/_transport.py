@@ -38,9 +38,11 @@ from frost.online._config import RedisStoreConfig
 from frost.online._resp import ErrorReply, command
 from frost.online._tls import tls_context
 from frost.online._topology import (
+    CLUSTER_SLOTS,
     Address,
     Reroute,
     SlotMap,
+    no_cluster_node,
     primary_from_sentinel,
     reroute,
 )
@@ -50,7 +52,6 @@ Reply = Any  # bytes | int | list | None | ErrorReply
 _UNREACHABLE = (rexc.ConnectionError, rexc.TimeoutError, OSError)
 _ATTEMPTS = 5
 _ASKING = command(b"ASKING")
-_CLUSTER_SLOTS = command(b"CLUSTER", b"SLOTS")
 
 
 class Pending(ABC):
@@ -341,19 +342,14 @@ class _ClusterRoute(_Route):
         problems = []
         for address in dict.fromkeys(self._seeds):
             try:
-                reply = self.nodes.get(address).run(_CLUSTER_SLOTS)
+                reply = self.nodes.get(address).run(CLUSTER_SLOTS)
             except OnlineStoreUnavailable as exc:
                 problems.append(str(exc))
                 continue
-            if isinstance(reply, ErrorReply):
-                raise ConfigError(
-                    f"Redis at {address[0]}:{address[1]} is not a cluster node ({reply}); set "
-                    "online_store.redis_type: redis in feature_store.yaml"
-                )
             self._slots = SlotMap.from_reply(reply, address)
             self._seeds = [*self._seeds, *self._slots.primaries()]
             return self._slots
-        raise OnlineStoreUnavailable("no Redis Cluster node answered: " + "; ".join(problems))
+        raise no_cluster_node(problems)
 
 
 # ---------------------------------------------------------------------------------------------
