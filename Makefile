@@ -81,6 +81,8 @@ bench: setup
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 	$(BIN)/python benchmarks/bench_online_write.py --rows 1000000 --features 20 --repeat 3
 	$(BIN)/python benchmarks/bench_serve.py --entities 1000000 --seconds 15
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench-clients]'
+	$(BIN)/python benchmarks/bench_clients.py --entities 1000000 --seconds 5 --repeat 3
 
 # docs/cli.md and the Grafana dashboard are generated; tests fail when they are stale.
 docs: venv

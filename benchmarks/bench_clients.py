@@ -3,16 +3,18 @@ valkey-glide and coredis.
 
 The same data as ``bench_serve.py`` (entity ``user``, three views of 20 + 20 + 10 features,
 service ``bench_service`` of all 50) in one redis-server. Each contender runs in its own
-process and does what ``frost serve`` does per request, with only the Redis client swapped:
-encode the batch's keys with the service's read plan, one pipelined ``HMGET`` per entity
-(one round trip), then judge every value with the plan (statuses, contracts, staleness).
+process and calls the server's own per-request function (``frost.serving._lookup.lookup``:
+entity checks, keys from the service's read plan, one pipelined ``HMGET`` per entity in one
+round trip, every value judged, the response serialized) with only the Redis client
+swapped: each contender is wrapped to answer the server's ``hmget(keys, header, fields)``.
+No gRPC: what is measured is the part of a request the client is in.
 Per batch size (1, 10, 100 entities drawn uniformly):
 
 * back to back: one lookup in flight for --seconds; p50/p99 latency;
 * concurrent: --tasks lookups in flight on one event loop for --seconds, as the server under
   load has; lookups/s.
 
-Before measuring, every contender's judged rows for one batch must equal Frost's. Contender
+Before measuring, every contender's response bytes for one batch must equal Frost's. Contender
 order alternates between repeats; figures are medians of --repeat runs.
 
     python benchmarks/bench_clients.py --entities 1000000 --seconds 5 --repeat 3
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import platform
 import statistics
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -55,23 +58,28 @@ LABELS = {
 Hmget = Callable[[list[bytes]], Awaitable[list[Any]]]
 
 
+class Wrapped:
+    """A contender behind the async client's interface that ``lookup`` calls."""
+
+    def __init__(self, hmget: Hmget) -> None:
+        self._hmget = hmget
+
+    async def hmget(self, keys: Sequence[bytes], header: bytes, fields: bytes) -> list[Any]:
+        return await self._hmget(list(keys))
+
+
 # -- the contenders: one pipelined HMGET of the same fields per key --------------------------
 
 
-async def open_client(name: str, repo: Any, group: Any) -> Hmget:
-    """``name``'s HMGET of ``group``'s fields for every key, pipelined."""
+async def open_client(name: str, repo: Any, group: Any) -> Any:
+    """``name``'s client, answering ``hmget(keys, header, fields)`` for ``group``'s fields."""
     fields = field_names(group.hmget_fields)
     (node,) = repo.online_config.nodes
     host, port = node.host, node.port
     if name == "frost":  # exactly what the server sends
         from frost.online import connect_async
 
-        client = connect_async(repo.online_config)
-
-        async def frost(keys: list[bytes]) -> list[Any]:
-            return list(await client.hmget(keys, group.hmget_header, group.hmget_fields))
-
-        return frost
+        return connect_async(repo.online_config)  # exactly what the server uses
     if name == "redis-py":
         import redis.asyncio as aioredis
 
@@ -83,7 +91,7 @@ async def open_client(name: str, repo: Any, group: Any) -> Hmget:
                 pipe.hmget(key, fields)
             return list(await pipe.execute(raise_on_error=False))
 
-        return redis_py
+        return Wrapped(redis_py)
     if name == "glide":
         from glide import Batch, GlideClient, GlideClientConfiguration, NodeAddress
 
@@ -96,7 +104,7 @@ async def open_client(name: str, repo: Any, group: Any) -> Hmget:
                 batch.hmget(key, glide_fields)
             return list(await gl.exec(batch, raise_on_error=False) or [])
 
-        return glide
+        return Wrapped(glide)
     if name == "coredis":
         import coredis
 
@@ -106,9 +114,9 @@ async def open_client(name: str, repo: Any, group: Any) -> Hmget:
         async def core(keys: list[bytes]) -> list[Any]:
             async with cd.pipeline(transaction=False) as pipe:
                 pending = [pipe.hmget(key, fields) for key in keys]
-            return [await p for p in pending]
+            return [list(await p) for p in pending]  # tuples, where the judge takes lists
 
-        return core
+        return Wrapped(core)
     raise SystemExit(f"unknown contender {name}")
 
 
@@ -122,51 +130,51 @@ def field_names(resp: bytes) -> list[bytes]:
 
 
 def run_contender(args: argparse.Namespace) -> None:
-    from frost.online import compile_read_plan
-    from frost.online._reader import judged
+    from feast.protos.feast.serving import ServingService_pb2 as pb
+    from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
+
     from frost.repo import FeatureRepo
+    from frost.serving._lookup import Counts, entity_columns, lookup
+    from frost.serving._registry import load_snapshot
 
     repo = FeatureRepo(Path(args.repo))
-    spec = repo.service(SERVICE)
-    plan = compile_read_plan(list(spec.views), repo.contracts(), repo.project)
-    (group,) = plan.groups
-    key_name = group.key_names[0]
+    plan = load_snapshot(repo).service_plan(SERVICE)
+    (group,) = plan.read.groups
     rng = np.random.default_rng(args.seed)
+    tally = Counts()
 
     async def main() -> dict[str, Any]:
-        hmget = await open_client(args.contender, repo, group)
+        client = await open_client(args.contender, repo, group)
 
-        async def lookup(ids: list[int]) -> Any:
-            keys = group.keys.encode_rows({key_name: ids})
-            replies = await hmget(keys)
-            return judged(plan, [replies], time.time())
+        def requests(batch: int, count: int) -> list[Any]:
+            ids = rng.integers(0, args.entities, (count, batch)).tolist()
+            out = []
+            for row in ids:
+                message = pb.GetOnlineFeaturesRequest(feature_service=SERVICE)
+                message.entities["user_id"].CopyFrom(
+                    RepeatedValue(val=[Value(int64_val=i) for i in row])
+                )
+                out.append(message)
+            return out
 
-        check_ids = [int(i) for i in rng.integers(0, args.entities, 100)]
-        rows = await lookup(check_ids)
-        out: dict[str, Any] = {"check": _digest(rows), "batches": {}}
+        async def one(message: Any) -> bytes:
+            columns = entity_columns(message, plan, 10_000)
+            return await lookup(client, plan, message, columns, time.time(), lambda: tally)
+
+        check = await one(requests(100, 1)[0])
+        out: dict[str, Any] = {"check": hashlib.sha256(check).hexdigest(), "batches": {}}
         for batch in BATCHES:
-            pool = rng.integers(0, args.entities, (4096, batch)).tolist()
+            pool = requests(batch, 2048)
             out["batches"][batch] = {
-                "sequential": await _sequential(lookup, pool, args.seconds),
-                "concurrent": await _concurrent(lookup, pool, args.seconds, args.tasks),
+                "sequential": await _sequential(one, pool, args.seconds),
+                "concurrent": await _concurrent(one, pool, args.seconds, args.tasks),
             }
         return out
 
     print(json.dumps(asyncio.run(main())))
 
 
-def _digest(rows: dict[str, Any]) -> list[Any]:
-    """Every value and status of a lookup, comparable across processes."""
-    out = []
-    for name in sorted(rows):
-        view = rows[name]
-        for feature in view.features:
-            statuses, values = view.judged[feature]
-            out.append([name, feature, [s.name for s in statuses], [repr(v) for v in values]])
-    return out
-
-
-async def _sequential(lookup: Any, pool: list[list[int]], seconds: float) -> dict[str, float]:
+async def _sequential(lookup: Any, pool: list[Any], seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     end = time.perf_counter() + seconds
     i = 0
@@ -183,9 +191,7 @@ async def _sequential(lookup: Any, pool: list[list[int]], seconds: float) -> dic
     }
 
 
-async def _concurrent(
-    lookup: Any, pool: list[list[int]], seconds: float, tasks: int
-) -> dict[str, float]:
+async def _concurrent(lookup: Any, pool: list[Any], seconds: float, tasks: int) -> dict[str, float]:
     done = 0
     end = time.perf_counter() + seconds
 
@@ -236,7 +242,7 @@ def main() -> None:
         reference = runs[contenders[0]][0]["check"]
         for contender in contenders:
             if runs[contender][0]["check"] != reference:
-                raise SystemExit(f"{contender}'s judged rows differ from {contenders[0]}'s")
+                raise SystemExit(f"{contender}'s response differs from {contenders[0]}'s")
         print(_report(args, runs))
 
 
