@@ -29,7 +29,6 @@ from frost.serving._wire import (
     VALUE_TAG,
     feature_vector,
     length_delimited,
-    length_prefix,
     timestamp_entry,
     value_entry,
     varint,
@@ -174,18 +173,21 @@ def _view_vectors(
         [EMPTY_TIMESTAMP if s is None else timestamp_entry(s) for s in judged.stamps]
     )
     vectors = []
-    table = counts.statuses
+    served: list[int] = []
     for statuses, values in zip(judged.statuses, judged.values, strict=True):
         vectors.append(feature_vector(_frame(values), bytes(statuses), timestamps))
-        for status in set(statuses):
-            key = (view.name, status)
-            table[key] = table.get(key, 0) + statuses.count(status)
+        served += statuses
+    table = counts.statuses
+    for status in set(served):  # tallied once per view: the common case is one status
+        key = (view.name, status)
+        table[key] = table.get(key, 0) + served.count(status)
     return vectors
 
 
 # Everything after the value in a one-row FeatureVector, by status: packed statuses, then
 # the timestamp entry (appended per request).
 _TAILS = [STATUS_TAG + b"\x01" + bytes([status]) for status in range(5)]
+_SHORT = [bytes([n]) for n in range(128)]
 
 
 def _one_row_vectors(
@@ -195,12 +197,15 @@ def _one_row_vectors(
     per feature: the same statuses, values and framing."""
     stamp, statuses, values = judge_row(view, reply, now, malformed)
     timestamp = EMPTY_TIMESTAMP if stamp is None else timestamp_entry(stamp)
+    tails = [tail + timestamp for tail in _TAILS]
     vectors = []
     for status, raw in zip(statuses, values, strict=True):
         size = len(raw)
-        body = (VALUE_PREFIX[size] if size < 128 else VALUE_TAG + varint(size)) + raw
-        body += _TAILS[status] + timestamp
-        vectors.append(RESULT_TAG + length_prefix(len(body)) + body)
+        body = (
+            (VALUE_PREFIX[size] if size < 128 else VALUE_TAG + varint(size)) + raw + tails[status]
+        )
+        size = len(body)
+        vectors.append(RESULT_TAG + (_SHORT[size] if size < 128 else varint(size)) + body)
     table = counts.statuses
     for status in set(statuses):
         key = (view.name, status)

@@ -11,9 +11,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from frost.checks import FieldCheck
-from frost.codec import FeatureType, Scalar, make_decoder, timestamp_seconds
+from frost.codec import (
+    FeatureType,
+    Scalar,
+    ShapeCheck,
+    make_decoder,
+    parse_timestamp,
+    timestamp_seconds,
+)
 from frost.contracts import FieldContract
-from frost.online._judge import _fixed_width_valid, _in_bounds, _rows
+from frost.online._judge import (
+    _fixed_width_valid,
+    _in_bounds,
+    _rows,
+    _usual_seconds,
+    _varint_column_valid,
+)
 from frost.online._read_plan import ViewRead, _bounds_check
 
 KINDS = {
@@ -56,6 +69,36 @@ def test_fast_bounds_agree_with_is_valid(case: tuple[FieldCheck, Any, list[bytes
         assert not fast or all(expected)
         if not any(np.isnan(decode(raw)) for raw in stored):
             assert fast == all(expected)
+    else:  # integers: the whole column decoded at once, exact
+        assert _varint_column_valid(bounds, stored, ShapeCheck(type_)) == all(expected)
+
+
+def test_an_integer_column_not_in_its_layout_takes_the_general_path() -> None:
+    type_ = FeatureType(Scalar.INT64)
+    bounds = _bounds_check(FieldCheck(FieldContract("f", type_, min=0, max=10)), type_)
+    assert bounds is not None
+    shape = ShapeCheck(type_)
+    good = Value(int64_val=5).SerializeToString()
+    assert _varint_column_valid(bounds, [good, good], shape)
+    for odd in (Value(int32_val=5).SerializeToString(), good + b"\x00", good[:1] + b"\x85"):
+        assert not _varint_column_valid(bounds, [good, odd], shape)
+    assert not _varint_column_valid(bounds, [good, Value(int64_val=11).SerializeToString()], shape)
+
+
+@given(st.integers(0, 2**36), st.integers(0, 2**31 - 1))
+def test_the_usual_stamp_layout_reads_exactly(seconds: int, nanos: int) -> None:
+    """The fast path for stored event times agrees with the exact parse, refuses what the
+    exact parse refuses (nanos past a second), and covers the event times writers store."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    raw = Timestamp(seconds=seconds, nanos=nanos).SerializeToString()
+    fast = _usual_seconds(raw)
+    if parse_timestamp(raw) is None:
+        assert fast is None
+    elif fast is not None:
+        assert fast == seconds
+    if 2**28 <= seconds < 2**35 and nanos < 1_000_000_000:
+        assert fast == seconds
 
 
 def test_a_value_stored_with_another_oneof_takes_the_general_path() -> None:

@@ -12,13 +12,14 @@ width of its kind, as some writers do, passes too).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from frost.codec._types import FeatureType, Scalar
 from frost.codec._values import value_tag
 
-__all__ = ["ShapeCheck", "shape_check"]
+__all__ = ["ShapeCheck"]
 
 # The Value oneofs each declared kind accepts (Feast's SDK reads either width).
 _KINDS: dict[Scalar, frozenset[str]] = {
@@ -44,6 +45,12 @@ class ShapeCheck:
         self._tag_byte = self._tag[0] if len(self._tag) == 1 else -1
         self._width = 0 if type_.is_list else _FIXED.get(type_.scalar, 0)
         self._varint = not type_.is_list and type_.scalar in _VARINT
+        # The declared layout of a varint value: its tag, then one varint of 1 to 10 bytes.
+        self._varint_layout = (
+            re.compile(re.escape(self._tag) + rb"[\x80-\xff]{0,9}[\x00-\x7f]", re.DOTALL)
+            if self._varint
+            else None
+        )
         self._string = not type_.is_list and type_.scalar is Scalar.STRING
         self._bytes = not type_.is_list and type_.scalar is Scalar.BYTES
         kinds = _KINDS[type_.scalar]
@@ -52,16 +59,37 @@ class ShapeCheck:
         )
         self._parse: Callable[[bytes], Any] | None = None
 
+    @property
+    def varint_match(self) -> Callable[[bytes], Any] | None:
+        """A varint type's layout as a match function (a match: in the layout), for callers
+        that check one value inline; ``None`` for other types."""
+        return self._varint_layout.fullmatch if self._varint_layout is not None else None
+
+    @property
+    def fixed_layout(self) -> tuple[int, int] | None:
+        """``(tag byte, width)`` of a fixed-width type's values, for callers that check one
+        value inline; ``None`` for other types."""
+        return (self._tag_byte, self._width) if self._width else None
+
     def malformed_rows(self, raw: Sequence[bytes | None]) -> list[int]:
         """Rows whose stored bytes are not a value of this type (missing and empty, i.e.
         null, are fine)."""
         width = self._width
-        if width:
-            joined = b"".join([r for r in raw if r])
-            present = sum(1 for r in raw if r)
-            if len(joined) == width * present and joined[::width] == self._tag * present:
-                return []
+        if (width or self._varint_layout is not None) and self.all_in_layout([r for r in raw if r]):
+            return []
         return [row for row, value in enumerate(raw) if value and not self.well_formed(value)]
+
+    def all_in_layout(self, values: Sequence[bytes]) -> bool:
+        """Whether every value (none empty) is stored in its type's declared layout: for a
+        fixed-width type one comparison over the joined bytes, for a varint type one
+        regular-expression match each; ``False`` for other types (and whenever unsure)."""
+        width = self._width
+        if width:
+            joined = b"".join(values)
+            count = len(values)
+            return len(joined) == width * count and joined[::width] == self._tag * count
+        layout = self._varint_layout
+        return layout is not None and all(map(layout.fullmatch, values))
 
     def well_formed(self, value: bytes) -> bool:
         """One non-empty stored value."""
@@ -70,12 +98,8 @@ class ShapeCheck:
             if self._width:
                 if len(value) == self._width:
                     return True
-            elif self._varint:
-                if (
-                    1 < len(value) <= 11
-                    and value[-1] < 0x80
-                    and all(b >= 0x80 for b in value[1:-1])
-                ):
+            elif self._varint_layout is not None:
+                if self._varint_layout.fullmatch(value):
                     return True
             elif self._string or self._bytes:
                 size = len(value) - 2
@@ -94,17 +118,6 @@ class ShapeCheck:
             return None
         kind = message.WhichOneof("val")
         return kind if kind is not None else None
-
-
-def shape_check(type_: FeatureType) -> ShapeCheck:
-    return ShapeCheck(type_)
-
-
-def _one_varint(value: bytes) -> bool:
-    """A tag byte then exactly one varint (at most ten bytes, the last without the
-    continuation bit)."""
-    body = value[1:]
-    return 0 < len(body) <= 10 and body[-1] < 0x80 and all(b >= 0x80 for b in body[:-1])
 
 
 def _utf8(payload: bytes) -> bool:

@@ -23,11 +23,15 @@ fast paths; a tie to the slow path is always safe, a wrong fast answer never is 
 from __future__ import annotations
 
 import math
+import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Any, cast
 
-from frost.codec import parse_timestamp, whole_seconds
+from frost.codec import ShapeCheck, parse_timestamp, whole_seconds
 from frost.online._read_plan import BoundsCheck, FeatureRead, ViewRead
 from frost.online._resp import ErrorReply
 from frost.online._status import FieldStatus
@@ -92,16 +96,28 @@ def judge_view(
     HMGET reply, or the ``ErrorReply`` Redis gave for that key); ``ages`` collects the age of
     each row found."""
     stamps, row_status = _rows(view, replies, now, malformed, ages)
-    readable = all(isinstance(r, list) for r in replies)
+    readable = INVALID not in row_status or all(isinstance(r, list) for r in replies)
     all_found = readable and NOT_FOUND not in row_status and INVALID not in row_status
+    # Field by field: one transpose when every reply is a hash's (the common case).
+    fields = list(zip(*replies, strict=True)) if readable else None
+    # Plain features whose whole group is stored, not null and in its layout: judged at once.
+    settled = _settled_plain(view, fields) if all_found and fields is not None else ()
     statuses, values = [], []
     for feature in view.features:
-        raw = [r[feature.index] if isinstance(r, list) else None for r in replies]
+        raw: Sequence[Any] = (
+            fields[feature.index]  # a tuple: read, never changed
+            if fields is not None
+            else [r[feature.index] if isinstance(r, list) else None for r in replies]
+        )
+        if feature.index in settled:
+            statuses.append(row_status)
+            values.append(cast(list[bytes], raw))
+            continue
         clean = all_found and None not in raw and b"" not in raw
         column = _column_statuses(view, feature, raw, row_status, clean=clean, malformed=malformed)
         statuses.append(column)
         if clean and column is row_status:
-            values.append(cast(list[bytes], raw))  # clean: no None in it
+            values.append(cast(list[bytes], raw))  # clean: no None in it (a tuple, read-only)
         else:
             served = [
                 r if s in SERVED and r is not None else b""
@@ -111,6 +127,17 @@ def judge_view(
     return Judgement(stamps, statuses, values)
 
 
+def _settled_plain(view: ViewRead, fields: list[tuple[Any, ...]]) -> frozenset[int] | tuple[()]:
+    """Reply positions of the plain features whose group of the same type is, in every row,
+    stored, not null and in its declared layout (one check per group)."""
+    settled: list[int] = []
+    for shape, indexes in view.plain_groups:
+        group = list(chain.from_iterable([fields[index] for index in indexes]))
+        if None not in group and b"" not in group and shape.all_in_layout(group):
+            settled += indexes
+    return frozenset(settled) if settled else ()
+
+
 def judge_row(
     view: ViewRead, reply: Any, now: float, malformed: list[Malformed]
 ) -> tuple[bytes | None, list[int], list[bytes]]:
@@ -118,29 +145,36 @@ def judge_row(
     feature: the same statuses and values."""
     stamps, rows = _rows(view, [reply], now, malformed, None)
     row_status = rows[0]
+    count = len(view.features)
+    if row_status in (INVALID, NOT_FOUND):  # the whole row, every feature
+        return stamps[0], [row_status] * count, [b""] * count
     statuses: list[int] = []
     values: list[bytes] = []
     for feature in view.features:
-        raw = reply[feature.index] if isinstance(reply, list) else None
-        if row_status == INVALID:
-            status = INVALID
-        elif raw is None or row_status == NOT_FOUND:
+        raw = reply[feature.index]
+        if raw is None:
             status = NOT_FOUND
+        elif feature.plain:  # no rule: only the stored layout to check
+            layout, match = feature.layout, feature.varint_match
+            if not raw:
+                status = NULL_VALUE
+            elif (
+                (len(raw) == layout[1] and raw[0] == layout[0])
+                if layout is not None
+                else (match is not None and match(raw) is not None)
+            ) or feature.shape.well_formed(raw):
+                status = row_status
+            else:
+                status = INVALID
+                malformed.append(Malformed(view.name, feature.name, 0, "not a value of its type"))
         elif feature.bounds is not None and _in_bounds(feature.bounds, raw):
             status = row_status
-        elif feature.check is not None or feature.null_raw is not None or feature.bounds:
+        else:
             status = _checked(view, feature, [raw], [row_status], clean=False, malformed=malformed)[
                 0
             ]
-        elif not raw:
-            status = NULL_VALUE
-        elif feature.shape.well_formed(raw):
-            status = row_status
-        else:
-            status = INVALID
-            malformed.append(Malformed(view.name, feature.name, 0, "not a value of its type"))
         statuses.append(status)
-        values.append(raw if status in SERVED and raw is not None else b"")
+        values.append(raw if status in SERVED else b"")
     return stamps[0], statuses, values
 
 
@@ -160,6 +194,7 @@ def _rows(
     out: list[int] = []
     max_age = view.max_age
     cutoff = now - max_age if max_age is not None else None
+    usual = _USUAL_STAMP.fullmatch
     for row, reply in enumerate(replies):
         if not isinstance(reply, list):
             detail = str(reply) if isinstance(reply, ErrorReply) else "not a hash reply"
@@ -172,7 +207,11 @@ def _rows(
             stamps.append(None)
             out.append(NOT_FOUND)
             continue
-        seconds = whole_seconds(stamp) if len(stamp) == 6 else None
+        # _usual_seconds, inlined: this runs for every row of every view read
+        if usual(stamp) is not None and (len(stamp) != 12 or stamp[11] != 3):
+            seconds: int | None = whole_seconds(stamp)
+        else:
+            seconds = _usual_seconds(stamp)
         near = cutoff is not None and seconds is not None and cutoff - 1 < seconds < cutoff + 1
         if seconds is None or ages is not None or near:
             exact = parse_timestamp(stamp)
@@ -194,7 +233,7 @@ def _rows(
 def _column_statuses(
     view: ViewRead,
     feature: FeatureRead,
-    raw: list[bytes | None],
+    raw: Sequence[bytes | None],
     row_status: list[int],
     *,
     clean: bool,
@@ -202,9 +241,11 @@ def _column_statuses(
 ) -> list[int]:
     if feature.check is not None or feature.null_raw is not None:
         return _checked(view, feature, raw, row_status, clean=clean, malformed=malformed)
+    if clean and feature.shape.all_in_layout(cast(Sequence[bytes], raw)):
+        return row_status  # the common case: the view's statuses, shared
     bad = set(feature.shape.malformed_rows(raw))
     if clean and not bad:
-        return row_status  # the common case: the view's statuses, shared
+        return row_status
     out = []
     for row, (value, status) in enumerate(zip(raw, row_status, strict=True)):
         if status == INVALID:
@@ -222,15 +263,20 @@ def _column_statuses(
 def _checked(
     view: ViewRead,
     feature: FeatureRead,
-    raw: list[bytes | None],
+    raw: Sequence[bytes | None],
     row_status: list[int],
     *,
     clean: bool,
     malformed: list[Malformed],
 ) -> list[int]:
     bounds = feature.bounds
-    if clean and bounds is not None and bounds.width and _fixed_width_valid(bounds, raw):
-        return row_status
+    if clean and bounds is not None:
+        if bounds.width:
+            fast = _fixed_width_valid(bounds, raw)
+        else:
+            fast = _varint_column_valid(bounds, raw, feature.shape)
+        if fast:
+            return row_status
     out = []
     check, decode, null_raw, shape = feature.check, feature.decode, feature.null_raw, feature.shape
     for row, (value, status) in enumerate(zip(raw, row_status, strict=True)):
@@ -260,6 +306,31 @@ def _checked(
     return out
 
 
+# A ``Timestamp`` as writers store event times: seconds in five varint bytes (1978 to 3058),
+# then optionally nanos in at most five (any other form is parsed exactly).
+_USUAL_STAMP = re.compile(
+    rb"\x08[\x80-\xff]{4}[\x00-\x7f](?:\x10(?:[\x80-\xff]{0,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x03]))?",
+    re.DOTALL,
+)
+
+
+def _usual_seconds(stamp: bytes) -> int | None:
+    """The whole seconds of a well-formed stamp in the usual layout, else ``None``."""
+    if _USUAL_STAMP.fullmatch(stamp) is None:
+        return None
+    if len(stamp) == 12 and stamp[11] == 3:  # nanos of 805,306,368 or more: below 1e9?
+        nanos = (
+            (stamp[7] & 0x7F)
+            | (stamp[8] & 0x7F) << 7
+            | (stamp[9] & 0x7F) << 14
+            | (stamp[10] & 0x7F) << 21
+            | 3 << 28
+        )
+        if nanos >= 1_000_000_000:
+            return None
+    return whole_seconds(stamp)
+
+
 def _in_bounds(bounds: BoundsCheck, raw: bytes) -> bool:
     """Whether one stored number is within bounds; ``False`` also when it is not stored
     in the expected layout (the caller then decides on the parsed ``Value``)."""
@@ -286,7 +357,35 @@ def _in_bounds(bounds: BoundsCheck, raw: bytes) -> bool:
 _UNPACK = {"d": struct.Struct("<d").unpack_from, "f": struct.Struct("<f").unpack_from}
 
 
-def _fixed_width_valid(fixed: BoundsCheck, raw: list[Any]) -> bool:
+def _varint_column_valid(bounds: BoundsCheck, raw: Sequence[Any], shape: ShapeCheck) -> bool:
+    """Whether a whole column of integer values is inside its bounds: every value stored in
+    its declared layout (one regular-expression match each), then all decoded by protobuf
+    in one parse of the column framed as a ``RepeatedValue``."""
+    number_of = _INT_OF.get(bounds.tag)
+    if number_of is None or not shape.all_in_layout(raw):
+        return False
+    framed = b"".join([b"\n" + _SHORT_LENGTH[len(r)] + r for r in raw])  # each <= 11 bytes
+    numbers = list(map(number_of, _parse_repeated(framed).val))
+    if bounds.low is not None and not min(numbers) >= bounds.low:
+        return False
+    return bounds.high is None or max(numbers) <= bounds.high
+
+
+_SHORT_LENGTH = [bytes([n]) for n in range(128)]
+# Value's fields 3 and 4
+_INT_OF = {b"\x18": attrgetter("int32_val"), b"\x20": attrgetter("int64_val")}
+_repeated_parser: list[Any] = []
+
+
+def _parse_repeated(framed: bytes) -> Any:
+    if not _repeated_parser:
+        from feast.protos.feast.types.Value_pb2 import RepeatedValue
+
+        _repeated_parser.append(RepeatedValue.FromString)
+    return _repeated_parser[0](framed)
+
+
+def _fixed_width_valid(fixed: BoundsCheck, raw: Sequence[Any]) -> bool:
     """Whether a whole column of float or double values is inside its bounds, decoded in
     one call; ``False`` sends the column to the per-value path (which also handles values
     stored with another oneof)."""

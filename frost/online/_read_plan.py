@@ -11,7 +11,7 @@ plan and hand the replies to the same judge (``frost.online._judge``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from frost.checks import FieldCheck
@@ -69,6 +69,17 @@ class FeatureRead:
     decode: Callable[[bytes | None], Any] | None  # only for checked features
     null_raw: bytes | None  # a stored encoding that means null (Feast's null timestamp)
     bounds: BoundsCheck | None = None  # a faster path for ``check``, when it has one
+    # Derived: no contract rule and no special null (only the stored layout is judged),
+    # the (tag byte, width) of a fixed-width type and a varint type's layout match, for
+    # checking one value inline.
+    plain: bool = field(init=False)
+    layout: tuple[int, int] | None = field(init=False)
+    varint_match: Callable[[bytes], Any] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", self.check is None and self.null_raw is None)
+        object.__setattr__(self, "layout", self.shape.fixed_layout)
+        object.__setattr__(self, "varint_match", self.shape.varint_match)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,17 @@ class ViewRead:
     ts_index: int
     max_age: float | None
     features: tuple[FeatureRead, ...]
+    # Derived: the reply positions of the plain features (no rule, no special null),
+    # grouped by type, so that a whole group's stored layout is checked at once.
+    plain_groups: tuple[tuple[ShapeCheck, tuple[int, ...]], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        groups: dict[FeatureType, tuple[ShapeCheck, list[int]]] = {}
+        for feature in self.features:
+            if feature.plain:
+                groups.setdefault(feature.type, (feature.shape, []))[1].append(feature.index)
+        plain = tuple((shape, tuple(indexes)) for shape, indexes in groups.values())
+        object.__setattr__(self, "plain_groups", plain)
 
 
 @dataclass(frozen=True)
