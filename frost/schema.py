@@ -8,6 +8,7 @@ from typing import Any
 
 from frost.codec import FeatureType, JoinKey
 from frost.errors import DefinitionError, UnknownObject
+from frost.windows import AggregationSpec, WindowSet, from_feast
 
 __all__ = ["FeatureSpec", "ViewSchema"]
 
@@ -34,6 +35,14 @@ class ViewSchema:
     features: tuple[FeatureSpec, ...]
     ttl: timedelta | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    # Windowed aggregations (a stream view's Feast ``Aggregation``s): its features are
+    # their outputs, computed from tiles (``frost.windows``) rather than stored as values.
+    aggregations: tuple[AggregationSpec, ...] = ()
+
+    @property
+    def windows(self) -> WindowSet | None:
+        """The view's aggregations with what they share; None for a plain view."""
+        return WindowSet(self.name, self.aggregations) if self.aggregations else None
 
     @property
     def join_key_names(self) -> list[str]:
@@ -62,6 +71,7 @@ class ViewSchema:
             ],
             "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
             "tags": dict(self.tags),
+            "aggregations": [a.to_json() for a in self.aggregations],
         }
 
     @classmethod
@@ -81,6 +91,9 @@ class ViewSchema:
             ),
             ttl=timedelta(seconds=ttl) if ttl else None,
             tags=tuple(sorted(data["tags"].items())),
+            aggregations=tuple(
+                AggregationSpec.from_json(a) for a in data.get("aggregations") or ()
+            ),
         )
 
     @classmethod
@@ -109,10 +122,13 @@ class ViewSchema:
             for field in view.features
         )
         ttl = view.ttl if isinstance(view.ttl, timedelta) and view.ttl.total_seconds() else None
+        # Bad aggregations are refused by ``frost apply`` (``aggregation_problems``).
+        parsed = [from_feast(a)[0] for a in getattr(view, "aggregations", None) or ()]
         return cls(
             name=name,
             join_keys=tuple(join_keys),
             features=features,
             ttl=ttl,
             tags=tuple(sorted((view.tags or {}).items())),
+            aggregations=tuple(spec for spec in parsed if spec is not None),
         )

@@ -18,8 +18,9 @@ from typing import Any
 
 from frost.errors import BadInput
 from frost.online import AsyncRedis, Malformed
-from frost.online._judge import PRESENT, judge_row, judge_view
-from frost.online._read_plan import ViewRead
+from frost.online._judge import PRESENT, Judgement, judge_row, judge_view
+from frost.online._read_plan import TILES, ViewRead
+from frost.online._tile_read import judge_tiles, tile_commands
 from frost.serving._plan import LookupPlan, metadata
 from frost.serving._wire import (
     EMPTY_TIMESTAMP,
@@ -132,6 +133,12 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
         redis.hmget(group_keys, group.hmget_header, group.hmget_fields)
         for group, group_keys in zip(groups, keys, strict=True)
     ]
+    tiles = plan.read.tiles
+    for read in tiles:
+        read_keys = read.keys(columns)
+        commands = tile_commands(read, read_keys, now)
+        reads.append(redis.execute(read_keys * (1 + len(read.sketched)), commands))
+        keys.append(read_keys)
     replies = [await reads[0]] if len(reads) == 1 else await asyncio.gather(*reads)
     tally = counts()
     ages = tally.ages if sample_ages else None
@@ -141,6 +148,14 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
         out.append(_entity_vector(request.entities[name].val, rows))
     malformed: list[Malformed] = []
     for group, index in plan.read.order:
+        if group == TILES:
+            at = len(groups) + index
+            judged = judge_tiles(tiles[index], replies[at], rows, now, malformed)
+            out += _framed(tiles[index].name, judged, tally)
+            if malformed:
+                tally.malformed += [(m, keys[at][m.row]) for m in malformed]
+                malformed = []
+            continue
         view = groups[group].views[index]
         if rows == 1 and ages is None:
             out += _one_row_vectors(view, replies[group][0], now, tally, malformed)
@@ -168,7 +183,11 @@ def _view_vectors(
     malformed: list[Malformed],
 ) -> list[bytes]:
     """The FeatureVectors of one view's features."""
-    judged = judge_view(view, replies, now, malformed, ages)
+    return _framed(view.name, judge_view(view, replies, now, malformed, ages), counts)
+
+
+def _framed(view: str, judged: Judgement, counts: Counts) -> list[bytes]:
+    """The FeatureVectors of one view's judged features, tallied."""
     timestamps = b"".join(
         [EMPTY_TIMESTAMP if s is None else timestamp_entry(s) for s in judged.stamps]
     )
@@ -179,7 +198,7 @@ def _view_vectors(
         served += statuses
     table = counts.statuses
     for status in set(served):  # tallied once per view: the common case is one status
-        key = (view.name, status)
+        key = (view, status)
         table[key] = table.get(key, 0) + served.count(status)
     return vectors
 

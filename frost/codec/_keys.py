@@ -13,6 +13,7 @@ nanos at microsecond precision when not zero), as Feast 0.67 writes it.
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -272,3 +273,17 @@ def _signed_decimal(values: npt.NDArray[np.int64]) -> Segments:
         return digits
     sign = Segments(np.full(int(negative.sum()), ord("-"), np.uint8), negative.astype(np.int64))
     return concat([sign, digits], values.shape[0])
+
+
+def tile_key(entity_key: bytes, view: str) -> bytes:
+    """The hash holding one entity's aggregation tiles of ``view`` (Frost's own key, next
+    to Feast's layout): the entity key in a hash tag, so the entity's sketches
+    (``sketch_key``) share its Redis Cluster slot. URL-safe base64 has no braces."""
+    tag = base64.urlsafe_b64encode(entity_key).rstrip(b"=")
+    return b"frost:agg:{" + tag + b"}:" + view.encode()
+
+
+def sketch_key(tile_key_: bytes, column: int, tile: int) -> bytes:
+    """The HyperLogLog of distinct-count column ``column`` (1-based, in the view's order)
+    in tile ``tile`` (``tiles.lua`` builds the same names)."""
+    return tile_key_ + b":h%d:%d" % (column, tile)

@@ -10,6 +10,7 @@ from frost.online._reader import OnlineReader, ViewRows, read_async
 from frost.online._resp import ErrorReply
 from frost.online._status import FieldStatus
 from frost.online._store import OnlineStore
+from frost.online._tile_writer import FoldStats, PendingFold, TileWriter, distinct_token
 from frost.online._transport import RedisTransport, connect
 from frost.online._writer import OnlineWriter, PendingWrite, WriteStats
 
@@ -17,20 +18,24 @@ __all__ = [
     "AsyncRedis",
     "ErrorReply",
     "FieldStatus",
+    "FoldStats",
     "Malformed",
     "OnlineReader",
     "OnlineStore",
     "OnlineWriter",
+    "PendingFold",
     "PendingWrite",
     "ReadPlan",
     "RedisNode",
     "RedisStoreConfig",
     "RedisTransport",
+    "TileWriter",
     "ViewRows",
     "WriteStats",
     "compile_read_plan",
     "connect",
     "connect_async",
+    "distinct_token",
     "is_stale",
     "read_async",
 ]

@@ -137,10 +137,14 @@ class AsyncRedis:
         command name, ``fields`` the RESP-encoded field names, both precomputed. A key's
         own error (``WRONGTYPE``) comes back as its ``ErrorReply``."""
         commands = [header + b"$%d\r\n%s\r\n" % (len(k), k) + fields for k in keys]
+        return await self.execute(keys, commands)
+
+    async def execute(self, keys: Sequence[bytes], commands: Sequence[bytes]) -> list[Reply]:
+        """Whole RESP ``commands``, pipelined; command ``i`` is routed by ``keys[i]``."""
         if self.config.mode == "standalone":
             link = await self._link(self._seeds[0])
             return await link.send(b"".join(commands), len(commands))
-        return await self._routed(keys, commands)
+        return await self._routed(keys, list(commands))
 
     async def ping(self) -> None:
         """Raise ``OnlineStoreUnavailable`` unless every primary answers ``PING``."""

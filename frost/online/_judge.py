@@ -29,12 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from frost.codec import ShapeCheck, parse_timestamp, whole_seconds
-from frost.online._read_plan import BoundsCheck, FeatureRead, ViewRead
 from frost.online._resp import ErrorReply
 from frost.online._status import FieldStatus
+
+if TYPE_CHECKING:  # the read plan's parts; it imports this module's tile sibling
+    from frost.online._read_plan import BoundsCheck, FeatureRead, ViewRead
 
 __all__ = [
     "INVALID",

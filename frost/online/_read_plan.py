@@ -28,9 +28,11 @@ from frost.codec import (
 from frost.contracts import ViewContract
 from frost.errors import BadInput
 from frost.online._resp import bulk, command_header
+from frost.online._tile_read import TileRead, compile_tile_read
 from frost.schema import ViewSchema
 
 __all__ = [
+    "TILES",
     "BoundsCheck",
     "FeatureRead",
     "GroupRead",
@@ -115,15 +117,21 @@ class GroupRead:
         return self.keys.names
 
 
+TILES = -1  # the "group" of an aggregation view in ``ReadPlan.order``
+
+
 @dataclass(frozen=True)
 class ReadPlan:
     groups: tuple[GroupRead, ...]
-    order: tuple[tuple[int, int], ...]  # (group, view in group) of each view, as requested
+    # Per view as requested: (group, view in group), or (TILES, index in ``tiles``).
+    order: tuple[tuple[int, int], ...]
     views: tuple[ViewSchema, ...]  # as requested
+    tiles: tuple[TileRead, ...] = ()  # aggregation views
 
     @property
     def join_keys(self) -> list[str]:
-        return sorted({name for group in self.groups for name in group.key_names})
+        names = {name for group in self.groups for name in group.key_names}
+        return sorted(names | {name for tiles in self.tiles for name in tiles.key_names})
 
 
 def compile_read_plan(
@@ -131,6 +139,7 @@ def compile_read_plan(
 ) -> ReadPlan:
     """The plan of ``request`` (views and the features wanted from each)."""
     by_keys: dict[tuple[str, ...], list[tuple[ViewSchema, tuple[str, ...]]]] = {}
+    tiles: list[TileRead] = []
     key_types: dict[str, Any] = {}
     for view, features in request:
         for name in features:
@@ -142,15 +151,20 @@ def compile_read_plan(
                     f"join key '{key.name}' is {known.type} in one view and {key.type} in "
                     f"'{view.name}'; one request cannot carry both"
                 )
+        if view.windows is not None:
+            tiles.append(compile_tile_read(view, features, contracts.get(view.name), project))
+            continue
         by_keys.setdefault(tuple(sorted(view.join_key_names)), []).append((view, tuple(features)))
     groups = tuple(_group(members, contracts, project) for members in by_keys.values())
     position = {
         view.name: (g, v) for g, group in enumerate(groups) for v, view in enumerate(group.views)
     }
+    position |= {read.name: (TILES, t) for t, read in enumerate(tiles)}
     return ReadPlan(
         groups=groups,
         order=tuple(position[view.name] for view, _ in request),
         views=tuple(view for view, _ in request),
+        tiles=tuple(tiles),
     )
 
 

@@ -22,9 +22,10 @@ from frost.contracts import ViewContract
 from frost.errors import SchemaMismatch
 from frost.online._async import AsyncRedis
 from frost.online._judge import Malformed, judge_view
-from frost.online._read_plan import ReadPlan, compile_read_plan
+from frost.online._read_plan import TILES, ReadPlan, compile_read_plan
 from frost.online._resp import Part, bulk_rows
 from frost.online._status import FieldStatus
+from frost.online._tile_read import judge_tiles, tile_commands
 from frost.online._transport import Pending, RedisTransport
 from frost.schema import ViewSchema
 
@@ -113,11 +114,22 @@ class OnlineReader:
                 parts: list[Part] = [group.hmget_header, *bulk_rows(keys), group.hmget_fields]
                 commands: Segments = concat(parts, len(keys))
                 sent.append(self._transport.submit(keys, commands))
+            for read in plan.tiles:
+                selected = _select(columns, read.key_names)
+                tile_keys = read.keys({n: a.to_pylist() for n, a in selected.items()})
+                tile_commands_ = tile_commands(read, tile_keys, now)
+                routing = tile_keys * (len(tile_commands_) // max(len(tile_keys), 1))
+                sent.append(
+                    self._transport.submit(
+                        Segments.from_list(routing), Segments.from_list(tile_commands_)
+                    )
+                )
             replies = [pending.collect() for pending in sent]
         finally:
             for pending in sent:
                 pending.abandon()  # no-op for collected pipelines
-        return judged(plan, replies, now)
+        groups = len(plan.groups)
+        return judged(plan, replies[:groups], now, replies[groups:])
 
 
 async def read_async(
@@ -136,27 +148,43 @@ async def read_async(
             raise SchemaMismatch(f"entity key column(s) {', '.join(missing)} missing")
         keys = group.keys.encode_rows(columns)
         replies.append(await redis.hmget(keys, group.hmget_header, group.hmget_fields))
-    return judged(plan, replies, now)
+    tile_replies = []
+    for read in plan.tiles:
+        missing = [n for n in read.key_names if n not in columns]
+        if missing:
+            raise SchemaMismatch(f"entity key column(s) {', '.join(missing)} missing")
+        keys = read.keys(columns)
+        commands = tile_commands(read, keys, now)
+        tile_replies.append(await redis.execute(keys * (len(commands) // len(keys)), commands))
+    return judged(plan, replies, now, tile_replies)
 
 
-def judged(plan: ReadPlan, replies: list[list[Any]], now: float) -> dict[str, ViewRows]:
-    """Every requested view's rows, judged, from the groups' HMGET replies."""
+def judged(
+    plan: ReadPlan,
+    replies: list[list[Any]],
+    now: float,
+    tile_replies: Sequence[list[Any]] = (),
+) -> dict[str, ViewRows]:
+    """Every requested view's rows, judged, from the groups' HMGET replies (and the tile
+    reads' replies, for aggregation views)."""
     result: dict[str, ViewRows] = {}
     for view_schema, (g, v) in zip(plan.views, plan.order, strict=True):
-        view = plan.groups[g].views[v]
         malformed: list[Malformed] = []
-        judgement = judge_view(view, replies[g], now, malformed)
+        if g == TILES:
+            read = plan.tiles[v]
+            rows_count = len(tile_replies[v]) // (1 + len(read.sketched))
+            judgement = judge_tiles(read, tile_replies[v], rows_count, now, malformed)
+            names = [f.name for f in read.features]
+        else:
+            view = plan.groups[g].views[v]
+            judgement = judge_view(view, replies[g], now, malformed)
+            names = [f.name for f in view.features]
         seconds = [None if s is None else parse_timestamp(s) for s in judgement.stamps]
         rows = ViewRows(
-            view=view_schema,
-            features=[f.name for f in view.features],
-            event_seconds=seconds,
-            malformed=malformed,
+            view=view_schema, features=names, event_seconds=seconds, malformed=malformed
         )
-        for feature, statuses, values in zip(
-            view.features, judgement.statuses, judgement.values, strict=True
-        ):
-            rows.judged[feature.name] = ([FieldStatus(s) for s in statuses], values)
+        for name, statuses, values in zip(names, judgement.statuses, judgement.values, strict=True):
+            rows.judged[name] = ([FieldStatus(s) for s in statuses], values)
         result[view_schema.name] = rows
     return result
 

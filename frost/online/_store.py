@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from frost.online._config import RedisStoreConfig
 from frost.online._reader import OnlineReader, ViewRows
+from frost.online._tile_writer import TileWriter
 from frost.online._transport import RedisTransport, connect
 from frost.online._writer import OnlineWriter, WriteStats
 from frost.schema import ViewSchema
@@ -31,6 +32,7 @@ class OnlineStore:
             transport, project, key_ttl_seconds=key_ttl_seconds, replicas=replicas
         )
         self.reader = OnlineReader(transport, project)
+        self.tiles = TileWriter(transport, project, replicas=replicas)
 
     @classmethod
     def from_config(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_for_issues
 from frost.errors import ContractIssue, DefinitionError, FrostError, first_line
 from frost.schema import ViewSchema
+from frost.windows import aggregation_issues, from_feast
 
 if TYPE_CHECKING:
     from frost.repo._repo import FeatureRepo
@@ -55,13 +56,58 @@ def parse_definitions(repo: Path) -> Definitions:
     schemas: dict[str, ViewSchema] = {}
     contracts: dict[str, ViewContract] = {}
     issues: list[ContractIssue] = []
+    problems: list[str] = []
     for view in [*contents.feature_views, *contents.stream_feature_views]:
         schema = ViewSchema.from_feast(view)
         schemas[schema.name] = schema
         contracts[schema.name], found = contract_of(schema)
         issues += found
+        problems += aggregation_problems(view, schema, repo)
+    if problems:
+        raise DefinitionError("; ".join(problems))
     raise_for_issues(issues)
     return Definitions(contents=contents, schemas=schemas, contracts=contracts)
+
+
+def aggregation_problems(feast_view: Any, schema: ViewSchema, repo: Path) -> list[str]:
+    """Every problem with a view's ``aggregations``, each naming view and aggregation."""
+    declared = list(getattr(feast_view, "aggregations", None) or [])
+    if not declared:
+        return []
+    problems = []
+    for aggregation in declared:
+        _, problem = from_feast(aggregation)
+        if problem is not None:
+            problems.append(f"feature view '{schema.name}', {problem}")
+    if problems:
+        return problems
+    outputs = {f.name: f.type for f in schema.features if f.name not in schema.join_key_names}
+    return aggregation_issues(
+        schema.name, schema.aggregations, outputs, _source_columns(feast_view, repo)
+    )
+
+
+def _source_columns(feast_view: Any, repo: Path) -> list[str] | None:
+    """The columns a stream view's events carry: its JSON format's schema when declared,
+    else its batch source file's columns; None when neither says."""
+    source = getattr(feast_view, "stream_source", None)
+    message_format = getattr(getattr(source, "kafka_options", None), "message_format", None)
+    schema_json = str(getattr(message_format, "schema_json", "") or "")
+    if schema_json.strip():
+        return [part.split()[0] for part in schema_json.split(",") if part.split()]
+    batch = getattr(source, "batch_source", None) or getattr(feast_view, "batch_source", None)
+    path = getattr(batch, "path", None)
+    if not path or "://" in str(path):
+        return None
+    file = Path(path) if Path(path).is_absolute() else repo / str(path)
+    if not file.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(file).names)
+    except (OSError, ValueError):
+        return None
 
 
 def apply(repo: FeatureRepo) -> Definitions:

@@ -27,9 +27,10 @@ import pyarrow as pa
 
 from frost.checks import Rule, ViewChecker
 from frost.errors import OnlineStoreUnavailable
-from frost.online import OnlineStore, PendingWrite, WriteStats
+from frost.online import OnlineStore, PendingFold, PendingWrite, WriteStats
 from frost.pipelines.streaming._dead_letters import DeadLetters
 from frost.pipelines.streaming._decode import EVENT_TIME, BatchDecoder, Decoded, Reject
+from frost.pipelines.streaming._events import EventDecoder
 from frost.pipelines.streaming._metrics import IngestMetrics
 from frost.pipelines.streaming._offline_log import OfflineLog
 from frost.pipelines.streaming._plan import StreamPlan
@@ -71,7 +72,10 @@ class IngestReport:
 class _Write:
     plan: StreamPlan
     table: pa.Table
-    pending: PendingWrite | None  # None: sending failed, write again when finishing
+    pending: PendingWrite | PendingFold | None  # None: sending failed, send again
+    # An aggregation view's events: the partition fence and offset of each row.
+    fences: list[bytes] | None = None
+    offsets: list[int] | None = None
 
 
 @dataclass
@@ -106,7 +110,10 @@ class Ingestor:
         for plan in plans:
             self._plans_by_topic[plan.topic].append(plan)
         self._checkers = {plan.view.name: ViewChecker(plan.contract) for plan in plans}
-        self._decoders = {plan.view.name: BatchDecoder(plan) for plan in plans}
+        self._decoders = {
+            plan.view.name: BatchDecoder(plan) for plan in plans if not plan.aggregated
+        }
+        self._events = {plan.view.name: EventDecoder(plan) for plan in plans if plan.aggregated}
         self._store = store
         self._consumer = consumer
         self._dead_letters = dead_letters
@@ -183,6 +190,9 @@ class Ingestor:
             self._metrics.count_messages(topic, len(records))
             report.messages += len(records)
             for plan in self._plans_by_topic.get(topic, []):
+                if plan.aggregated:
+                    self._start_fold(plan, records, in_flight, report)
+                    continue
                 decoded = self._decoders[plan.view.name].decode([r.value for r in records])
                 table = self._apply_contracts(plan, decoded, report)
                 for reject in decoded.rejects:
@@ -190,6 +200,33 @@ class Ingestor:
                 if table.num_rows:
                     in_flight.writes.append(_Write(plan, table, self._submit(plan, table)))
         return in_flight
+
+    def _start_fold(
+        self, plan: StreamPlan, records: list[Any], in_flight: _InFlight, report: IngestReport
+    ) -> None:
+        """An aggregation view's events: decoded (bad and late ones dead-lettered), then
+        folded into tiles, each fenced by its partition and offset."""
+        decoded = self._events[plan.view.name].decode([r.value for r in records])
+        for reject in decoded.rejects:
+            self._dead_letter(plan, records[reject.index], reject, report)
+        if not decoded.table.num_rows:
+            return
+        chosen = [records[i] for i in decoded.sources]
+        fences = [b"o:%s:%d" % (r.topic.encode(), r.partition) for r in chosen]
+        offsets = [r.offset for r in chosen]
+        write = _Write(plan, decoded.table, None, fences, offsets)
+        try:
+            write.pending = self._fold_pending(write)
+        except OnlineStoreUnavailable:
+            write.pending = None  # folded with retries when the batch is finished
+        in_flight.writes.append(write)
+
+    def _fold_pending(self, write: _Write) -> PendingFold:
+        assert write.fences is not None and write.offsets is not None
+        return self._store.tiles.fold(
+            write.plan.view, write.table, event_time_column=EVENT_TIME,
+            fences=write.fences, offsets=write.offsets,
+        )  # fmt: skip
 
     def _submit(self, plan: StreamPlan, table: pa.Table) -> PendingWrite | None:
         try:
@@ -200,8 +237,11 @@ class Ingestor:
     def _finish(self, in_flight: _InFlight, report: IngestReport, stop: threading.Event) -> None:
         """Wait for Redis (retrying through outages), the dead letters, then commit."""
         for write in in_flight.writes:
+            if write.fences is not None:
+                self._finish_fold(write, report, stop)
+                continue
             stats = None
-            if write.pending is not None:
+            if isinstance(write.pending, PendingWrite):
                 try:
                     stats = write.pending.result()
                 except OnlineStoreUnavailable:
@@ -214,6 +254,30 @@ class Ingestor:
         self._dead_letters.flush(timeout=10)
         self._commit(in_flight.batch)
         report.batches += 1
+
+    def _finish_fold(self, write: _Write, report: IngestReport, stop: threading.Event) -> None:
+        """Wait for a fold; while Redis is unreachable, send it again with backoff (the
+        fences make a fold that did land count once)."""
+        delay = 0.1
+        while True:
+            try:
+                if write.pending is None:
+                    write.pending = self._fold_pending(write)
+                assert isinstance(write.pending, PendingFold)
+                stats = write.pending.result()
+                break
+            except OnlineStoreUnavailable as exc:
+                write.pending = None
+                self._metrics.redis_retries.inc()
+                log.warning("Redis unreachable, retrying in %.1fs: %s", delay, exc)
+                if stop.is_set() and delay >= _MAX_BACKOFF:
+                    raise
+                self._wait_paused(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        report.rows_written += stats.folded
+        report.skipped_older += stats.skipped
+        self._metrics.rows_written.labels(write.plan.view.name).inc(stats.folded)
+        self._metrics.values_written.labels(write.plan.view.name).inc(stats.folded)
 
     def _apply_contracts(
         self, plan: StreamPlan, decoded: Decoded, report: IngestReport

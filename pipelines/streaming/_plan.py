@@ -26,6 +26,14 @@ class StreamPlan:
     field_mapping: dict[str, str] = field(default_factory=dict)
     udf: Callable[[Any], Any] | None = None
     udf_mode: str = "pandas"
+    # Declared JSON types of the message columns (JsonFormat's schema_json): "int",
+    # "float", "string", "bool" or "time"; what an aggregation view's inputs are checked by.
+    column_types: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def aggregated(self) -> bool:
+        """Whether the view folds events into aggregation tiles."""
+        return self.view.windows is not None
 
     @property
     def dead_letter_topic(self) -> str:
@@ -76,6 +84,11 @@ def _plan(name: str, feast_view: Any, view: ViewSchema, contract: ViewContract) 
     if not options.topic:
         raise DefinitionError(f"{where}: no topic")
     udf = getattr(feast_view, "udf", None)
+    if view.windows is not None and udf is not None:
+        raise DefinitionError(
+            f"feature view '{name}': a UDF before aggregations is not supported; aggregate "
+            "the message columns, or move the UDF into a plain stream view"
+        )
     mode = str(getattr(feast_view, "mode", "pandas") or "pandas")
     mode = str(getattr(mode, "value", mode)).lower().split(".")[-1]
     if udf is not None and mode not in _UDF_MODES:
@@ -92,4 +105,24 @@ def _plan(name: str, feast_view: Any, view: ViewSchema, contract: ViewContract) 
         field_mapping=dict(source.field_mapping or {}),
         udf=udf,
         udf_mode=mode,
+        column_types=column_types(str(getattr(options.message_format, "schema_json", "") or "")),
     )
+
+
+_JSON_TYPES = {
+    "bigint": "int", "int": "int", "integer": "int", "long": "int", "smallint": "int",
+    "tinyint": "int", "float": "float", "double": "float", "real": "float", "decimal": "float",
+    "string": "string", "varchar": "string", "boolean": "bool", "bool": "bool",
+    "timestamp": "time", "date": "time",
+}  # fmt: skip
+
+
+def column_types(schema_json: str) -> dict[str, str]:
+    """``name type, name type`` (Spark DDL, as Feast's JsonFormat takes it) → name → kind;
+    unknown types are left out (not checked)."""
+    out = {}
+    for part in schema_json.split(","):
+        words = part.split()
+        if len(words) >= 2 and words[1].lower() in _JSON_TYPES:
+            out[words[0]] = _JSON_TYPES[words[1].lower()]
+    return out

@@ -1,0 +1,47 @@
+"""Windowed aggregations: declarations (Feast's ``Aggregation``) and window semantics."""
+
+from frost.windows._spec import (
+    FUNCTIONS,
+    NUMERIC_INPUT,
+    AggregationSpec,
+    WindowSet,
+    aggregation_issues,
+    from_feast,
+)
+from frost.windows._tiles import (
+    Folded,
+    Merged,
+    fold_tiles,
+    live_rows,
+    merge_tiles,
+    oldest_live_tile,
+    output_array,
+    outputs_in_order,
+    state_width,
+    tile_of,
+    window_bounds,
+    window_start_sql,
+    window_tiles,
+)
+
+__all__ = [
+    "FUNCTIONS",
+    "NUMERIC_INPUT",
+    "AggregationSpec",
+    "Folded",
+    "Merged",
+    "WindowSet",
+    "aggregation_issues",
+    "fold_tiles",
+    "from_feast",
+    "live_rows",
+    "merge_tiles",
+    "oldest_live_tile",
+    "output_array",
+    "outputs_in_order",
+    "state_width",
+    "tile_of",
+    "window_bounds",
+    "window_start_sql",
+    "window_tiles",
+]
