@@ -10,7 +10,13 @@ from frost.online._reader import OnlineReader, ViewRows, read_async
 from frost.online._resp import ErrorReply
 from frost.online._status import FieldStatus
 from frost.online._store import OnlineStore
-from frost.online._tile_writer import FoldStats, PendingFold, TileWriter, distinct_token
+from frost.online._tile_writer import (
+    FoldStats,
+    PendingFold,
+    SketchRows,
+    TileWriter,
+    distinct_token,
+)
 from frost.online._transport import RedisTransport, connect
 from frost.online._writer import OnlineWriter, PendingWrite, WriteStats
 
@@ -29,6 +35,7 @@ __all__ = [
     "RedisNode",
     "RedisStoreConfig",
     "RedisTransport",
+    "SketchRows",
     "TileWriter",
     "ViewRows",
     "WriteStats",

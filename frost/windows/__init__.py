@@ -1,5 +1,6 @@
 """Windowed aggregations: declarations (Feast's ``Aggregation``) and window semantics."""
 
+from frost.windows._history import aggregate_history
 from frost.windows._spec import (
     FUNCTIONS,
     NUMERIC_INPUT,
@@ -11,6 +12,7 @@ from frost.windows._spec import (
 from frost.windows._tiles import (
     Folded,
     Merged,
+    backfill_range,
     fold_tiles,
     live_rows,
     merge_tiles,
@@ -31,7 +33,9 @@ __all__ = [
     "Folded",
     "Merged",
     "WindowSet",
+    "aggregate_history",
     "aggregation_issues",
+    "backfill_range",
     "fold_tiles",
     "from_feast",
     "live_rows",

@@ -17,6 +17,7 @@ null there, ``stddev`` and ``var`` (sample, n - 1) are null below two events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -221,3 +222,14 @@ def output_array(merged: Merged, type_: FeatureType) -> pa.Array:
     mask = merged.null
     values = np.rint(merged.values).astype(np.int64) if type_.scalar.is_integer else merged.values
     return pa.array(values, mask=mask if mask.any() else None).cast(type_.arrow_type)
+
+
+def backfill_range(windows: WindowSet, start_us: int, end_us: int, now_us: int) -> tuple[int, int]:
+    """The part of ``[start_us, end_us)`` a backfill rebuilds: whole slides of every
+    aggregation (cut inwards to the least common multiple of the slides, so no tile or
+    sketch is half replaced), from the oldest one a window ending now can reach."""
+    step = math.lcm(*(spec.slide_us for spec in windows.specs))
+    low = -(-start_us // step) * step
+    high = end_us // step * step
+    live = oldest_live_tile(windows, now_us) * windows.tile_us // step * step
+    return max(low, live), high

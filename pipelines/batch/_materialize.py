@@ -32,6 +32,7 @@ from frost.pipelines.engines import (
     ViewReport,
     open_engine,
 )
+from frost.pipelines.engines._aggregates import backfill_tiles
 from frost.repo import FeatureRepo, ViewEntry
 from frost.settings import SparkSettings
 
@@ -191,7 +192,10 @@ class _ViewRuns:
             label = f"{entry.name} [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M})"
             progress = _labelled(self.report_progress, label)
             try:
-                view = self.engine.materialize(task, start, end, self.quarantine, progress)
+                if task.view.windows is not None:
+                    view = backfill_tiles(self.engine, task, start, end)
+                else:
+                    view = self.engine.materialize(task, start, end, self.quarantine, progress)
             except (BadInput, JobError) as exc:
                 return exc
             self.report.views.append(view)

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+import pyarrow as pa
+
 from frost.contracts import ViewContract
 from frost.online import RedisStoreConfig
 from frost.repo import SourceSpec
@@ -135,6 +137,12 @@ class Engine(ABC):
         progress: Reporter | None = None,
     ) -> ViewReport:
         """Write the latest row per entity with event time in ``[start, end)``, newer-wins."""
+
+    @abstractmethod
+    def events(self, task: MaterializeTask, start: datetime, end: datetime) -> pa.Table:
+        """The source rows of an aggregation view with event time in ``[start, end)`` and
+        every join key present: its join keys, input columns and ``__frost_event_time``
+        (UTC microseconds), in no particular order."""
 
     @abstractmethod
     def training_set(self, job: TrainingJob) -> TrainingCounts:

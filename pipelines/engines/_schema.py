@@ -37,6 +37,9 @@ def check_source_schema(schema: pa.Schema, view: ViewSchema, source: SourceSpec)
             raise SchemaMismatch(f"{here}: column '{needed}' is missing")
     renamed = mapped_names(schema, source)
     types = {renamed[f.name]: f.type for f in schema}
+    if view.windows is not None:
+        _check_inputs(types, view, here)
+        return
     wanted = [(k.name, k.type) for k in view.join_keys] + [(f.name, f.type) for f in view.features]
     missing = [name for name, _ in wanted if name not in types]
     if missing:
@@ -56,6 +59,30 @@ def check_source_schema(schema: pa.Schema, view: ViewSchema, source: SourceSpec)
                 raise SchemaMismatch(
                     f"{here}: time column '{column}' is {_type_name(found)}, not a timestamp"
                 )
+
+
+def _check_inputs(types: dict[str, pa.DataType], view: ViewSchema, here: str) -> None:
+    """An aggregation view reads its join keys and its aggregations' input columns."""
+    assert view.windows is not None
+    inputs = view.windows.input_columns
+    missing = [n for n in [*view.join_key_names, *inputs] if n not in types]
+    if missing:
+        raise SchemaMismatch(
+            f"{here}: column(s) {', '.join(missing)} missing; it has {', '.join(sorted(types))}"
+        )
+    for key in view.join_keys:
+        if not key.type.accepts(types[key.name]):
+            raise SchemaMismatch(
+                f"{here}: join key '{key.name}' is {_type_name(types[key.name])}, not {key.type}"
+            )
+    for column in view.windows.numeric_columns:
+        found = types[column]
+        if not (
+            pa.types.is_integer(found) or pa.types.is_floating(found) or pa.types.is_null(found)
+        ):
+            raise SchemaMismatch(
+                f"{here}: aggregated column '{column}' is {_type_name(found)}, not a number"
+            )
 
 
 def null_columns(schema: pa.Schema) -> list[str]:

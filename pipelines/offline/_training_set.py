@@ -28,6 +28,7 @@ from frost.pipelines.engines import (
     ViewJoin,
     open_engine,
 )
+from frost.pipelines.offline._aggregated import add_aggregates
 from frost.repo import FeatureRepo, ServiceSpec, SourceSpec
 from frost.settings import SparkSettings
 from frost.stream_log import log_source
@@ -71,11 +72,16 @@ def training_set(
         timestamp_column=timestamp_column,
         full_feature_names=full_feature_names,
     )
+    plain = tuple(j for j in job.joins if j.view.windows is None)
+    aggregated = [j for j in job.joins if j.view.windows is not None]
     with open_engine(repo.settings, engine, spark=spark, spark_settings=spark_settings) as chosen:
         for join in job.joins:
             for source in join.sources:
                 chosen.check_source(_source_task(repo, join, source))
-        counts = chosen.training_set(job)
+        counts = chosen.training_set(dataclasses.replace(job, joins=plain))
+        if aggregated:
+            tasks = [_source_task(repo, j, j.sources[0]) for j in aggregated]
+            add_aggregates(chosen, job, list(zip(aggregated, tasks, strict=True)), counts)
     report = TrainingSetReport(
         service=service,
         out=str(out),
@@ -126,7 +132,11 @@ def _view_joins(repo: FeatureRepo, spec: ServiceSpec, full_names: bool) -> list[
         if entry.batch_source is None:
             raise DefinitionError(f"feature view '{view.name}' has no batch source")
         sources: list[SourceSpec] = [entry.batch_source]
-        logged = log_source(log_dir, view.name) if log_dir and entry.stream else None
+        # Aggregates are computed from the batch source alone (never also the stream log).
+        aggregated = view.windows is not None
+        logged = (
+            log_source(log_dir, view.name) if log_dir and entry.stream and not aggregated else None
+        )
         if logged is not None:
             sources.append(logged)
         joins.append(ViewJoin(view, contracts[view.name], tuple(features), names, tuple(sources)))

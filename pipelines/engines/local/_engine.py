@@ -26,7 +26,7 @@ from frost.pipelines.engines._base import (
 )
 from frost.pipelines.engines._schema import check_source_schema, where
 from frost.pipelines.engines.local._materialize import materialize_window
-from frost.pipelines.engines.local._sql import POSITION, relation
+from frost.pipelines.engines.local._sql import POSITION, event_rows, relation
 from frost.pipelines.engines.local._training import training_set
 from frost.settings import LocalSettings
 
@@ -84,6 +84,14 @@ class LocalEngine(Engine):
             raise
         except Exception as exc:
             raise _translated(exc, f"materializing feature view '{task.view.name}'") from exc
+
+    def events(self, task: MaterializeTask, start: datetime, end: datetime) -> pa.Table:
+        try:
+            return self.connection.sql(event_rows(task, start, end)).arrow().read_all()
+        except FrostError:
+            raise
+        except Exception as exc:
+            raise _translated(exc, f"reading the events of '{task.view.name}'") from exc
 
     def training_set(self, job: TrainingJob) -> TrainingCounts:
         try:

@@ -12,7 +12,9 @@ applied) plus::
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from frost.codec import FeatureType, Scalar
 from frost.errors import BadInput, DefinitionError
@@ -20,6 +22,9 @@ from frost.pipelines.engines._schema import data_files, where
 from frost.pipelines.engines._writes import CREATED_TIME, EVENT_TIME
 from frost.repo import SourceSpec
 from frost.schema import ViewSchema
+
+if TYPE_CHECKING:
+    from frost.pipelines.engines._base import MaterializeTask
 
 POSITION = "__frost_pos"
 _ROW_BITS = 40
@@ -138,3 +143,19 @@ def duck_type(type_: FeatureType) -> str:
         Scalar.BYTES: "BLOB",
         Scalar.UNIX_TIMESTAMP: "TIMESTAMPTZ",
     }[type_.scalar]
+
+
+def event_rows(task: MaterializeTask, start: datetime, end: datetime) -> str:
+    """SELECT of an aggregation view's events in ``[start, end)`` with every key present."""
+    view = task.view
+    assert view.windows is not None
+    inputs = list(view.windows.input_columns)
+    rows = feature_rows(task.source, view, inputs)
+    names = [*view.join_key_names, *inputs]
+    keys = " AND ".join(f"{ident(k)} IS NOT NULL" for k in view.join_key_names)
+    columns = ", ".join(ident(n) for n in dict.fromkeys(names))
+    low, high = literal(start.isoformat()), literal(end.isoformat())
+    return (
+        f"SELECT {columns}, {EVENT_TIME} FROM ({rows}) WHERE {keys} AND "
+        f"{EVENT_TIME} >= CAST({low} AS TIMESTAMPTZ) AND {EVENT_TIME} < CAST({high} AS TIMESTAMPTZ)"
+    )

@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from frost.errors import BadInput, FrostError, JobError, first_line
 from frost.pipelines.engines._base import (
     Engine,
@@ -17,10 +20,16 @@ from frost.pipelines.engines._base import (
     ViewReport,
 )
 from frost.pipelines.engines._schema import check_source_schema, where
+from frost.pipelines.engines._writes import EVENT_TIME
 from frost.pipelines.engines.spark._materialize import run_window
 from frost.pipelines.engines.spark._progress import Progress
 from frost.pipelines.engines.spark._session import SessionStarter
-from frost.pipelines.engines.spark._sources import local_schema, raw_source, spark_schema
+from frost.pipelines.engines.spark._sources import (
+    local_schema,
+    raw_source,
+    spark_schema,
+    view_rows,
+)
 from frost.pipelines.engines.spark._training import training_set
 from frost.settings import SparkSettings
 
@@ -63,6 +72,26 @@ class SparkEngine(Engine):
     ) -> ViewReport:
         with Progress(self.session, progress):
             return run_window(self.session, task, start, end, quarantine)
+
+    def events(self, task: MaterializeTask, start: datetime, end: datetime) -> pa.Table:
+        from pyspark.sql import functions as F
+
+        view = task.view
+        assert view.windows is not None
+        names = list(dict.fromkeys([*view.join_key_names, *view.windows.input_columns]))
+        try:
+            frame = view_rows(raw_source(self.session, task.source, view), task.source)
+            in_range = (F.col(EVENT_TIME) >= F.lit(start)) & (F.col(EVENT_TIME) < F.lit(end))
+            frame = frame.where(in_range)
+            for key in view.join_key_names:
+                frame = frame.where(F.col(key).isNotNull())
+            table = frame.select(*names, EVENT_TIME).toArrow()
+        except FrostError:
+            raise
+        except Exception as exc:
+            raise BadInput(f"{where(view, task.source)}: {first_line(exc)}") from exc
+        stamps = pc.cast(table.column(EVENT_TIME), pa.timestamp("us", tz="UTC"))
+        return table.set_column(table.schema.get_field_index(EVENT_TIME), EVENT_TIME, stamps)
 
     def training_set(self, job: TrainingJob) -> TrainingCounts:
         try:
