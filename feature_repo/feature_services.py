@@ -7,6 +7,7 @@ from feature_views import (
     experience_stats,
     user_activity_7d,
     user_experience_engagement,
+    user_play_windows,
     user_profile,
     user_session_live,
 )
@@ -31,4 +32,14 @@ churn_prediction = FeatureService(
         user_session_live,
     ],
     description="Scores how likely a player is to stop playing.",
+)
+
+player_engagement = FeatureService(
+    name="player_engagement",
+    features=[
+        user_play_windows,
+        user_profile[["country", "level", "is_premium"]],
+        user_session_live[["session_minutes", "device"]],
+    ],
+    description="Engagement of a player now: windowed play counts next to profile and session.",
 )

@@ -12,6 +12,7 @@ import json
 from datetime import timedelta
 
 from feast import FeatureView, Field
+from feast.aggregation import Aggregation
 from feast.stream_feature_view import StreamFeatureView
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
@@ -149,4 +150,47 @@ experience_live = StreamFeatureView(
     ],
     source=experience_events,
     tags={"frost.max_staleness": "90s"},
+)
+
+
+def _window(
+    column: str, function: str, window: timedelta, slide: timedelta, name: str
+) -> Aggregation:
+    return Aggregation(
+        column=column, function=function, time_window=window, slide_interval=slide, name=name
+    )
+
+
+_HOUR, _DAY, _FIVE_MINUTES = timedelta(hours=1), timedelta(days=1), timedelta(minutes=5)
+
+# Windowed aggregates of the same session events, computed by Frost (docs/aggregations.md):
+# hourly windows slide every 5 minutes, daily ones every hour.
+user_play_windows = StreamFeatureView(
+    name="user_play_windows",
+    entities=[user],
+    ttl=timedelta(days=1),
+    schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(name="matches_1h", dtype=Int64, tags={"frost.min": "0"}),
+        Field(name="matches_24h", dtype=Int64, tags={"frost.min": "0"}),
+        Field(name="minutes_1h", dtype=Float64, tags={"frost.min": "0", "frost.max": "1440"}),
+        Field(name="minutes_24h", dtype=Float64, tags={"frost.min": "0"}),
+        Field(name="sessions_1h", dtype=Int64),
+        Field(name="avg_session_minutes_24h", dtype=Float64),
+        Field(name="longest_session_24h", dtype=Float64, tags={"frost.max": "1440"}),
+        Field(name="experiences_24h", dtype=Int64),
+    ],
+    source=user_session_events,
+    aggregations=[
+        _window("matches_in_session", "sum", _HOUR, _FIVE_MINUTES, "matches_1h"),
+        _window("matches_in_session", "sum", _DAY, _HOUR, "matches_24h"),
+        _window("session_minutes", "sum", _HOUR, _FIVE_MINUTES, "minutes_1h"),
+        _window("session_minutes", "sum", _DAY, _HOUR, "minutes_24h"),
+        _window("session_minutes", "count", _HOUR, _FIVE_MINUTES, "sessions_1h"),
+        _window("session_minutes", "mean", _DAY, _HOUR, "avg_session_minutes_24h"),
+        _window("session_minutes", "max", _DAY, _HOUR, "longest_session_24h"),
+        _window("current_experience_id", "count_distinct", _DAY, _HOUR, "experiences_24h"),
+    ],
+    timestamp_field="event_timestamp",
+    tags={"frost.max_staleness": "1h", "team": "matchmaking"},
 )

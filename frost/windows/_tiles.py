@@ -133,6 +133,10 @@ def merge_tiles(
     ``distinct`` holds each count_distinct output's counts per row, merged by the store."""
     rows = np.asarray(rows, dtype=np.int64)
     tiles = np.asarray(tiles, dtype=np.int64)
+    # Sums in tile order, whatever order Redis listed the tiles in: the same tiles always
+    # give the same bits.
+    order = np.lexsort((tiles, rows))
+    rows, tiles, states = rows[order], tiles[order], states[order]
     per_row = np.ndim(t_us) > 0
     out: dict[str, Merged] = {}
     g = windows.tile_us

@@ -52,6 +52,8 @@ class IngestSettings:
     # Replicas each batch must reach before its offsets are committed (None: the repo's
     # frost.ingest.wait_for_replicas).
     wait_for_replicas: int | None = None
+    # How long to retry an unreachable broker at start before giving up.
+    broker_wait_seconds: float = 60.0
 
 
 @dataclass
@@ -61,6 +63,8 @@ class IngestReport:
     messages: int = 0
     rows_written: int = 0
     skipped_older: int = 0
+    events_folded: int = 0  # into aggregation tiles
+    events_replayed: int = 0  # already folded (a replay), or below a backfill's watermark
     dead_letters: int = 0
     values_nulled: int = 0
     batches: int = 0
@@ -274,10 +278,10 @@ class Ingestor:
                     raise
                 self._wait_paused(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
-        report.rows_written += stats.folded
-        report.skipped_older += stats.skipped
-        self._metrics.rows_written.labels(write.plan.view.name).inc(stats.folded)
-        self._metrics.values_written.labels(write.plan.view.name).inc(stats.folded)
+        report.events_folded += stats.folded
+        report.events_replayed += stats.skipped
+        self._metrics.events_folded.labels(write.plan.view.name).inc(stats.folded)
+        self._metrics.events_replayed.labels(write.plan.view.name).inc(stats.skipped)
 
     def _apply_contracts(
         self, plan: StreamPlan, decoded: Decoded, report: IngestReport

@@ -24,6 +24,15 @@ class IngestMetrics:
             "frost_ingest_messages_per_second", "Messages consumed per second, last 10 s",
             registry=r,
         )  # fmt: skip
+        self.events_folded = Counter(
+            "frost_ingest_events_folded", "Events folded into aggregation tiles", ["view"],
+            registry=r,
+        )  # fmt: skip
+        self.events_replayed = Counter(
+            "frost_ingest_events_replayed",
+            "Events an aggregation view had folded already (a replay) or that a backfill owns",
+            ["view"], registry=r,
+        )  # fmt: skip
         self.rows_written = Counter(
             "frost_ingest_rows_written", "Entity rows written to Redis", ["view"], registry=r
         )

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
 from frost.errors import BadInput, BrokerUnavailable, ConfigError
@@ -47,6 +48,7 @@ def ingest(
     if metrics_port:
         metrics.serve(metrics_port)
     client_id = f"frost-ingest-{socket.gethostname()}-{os.getpid()}"
+    wait_for_broker(servers, settings.broker_wait_seconds)
     try:
         admin = KafkaAdminClient(bootstrap_servers=servers, client_id=client_id)
         ensure_topics(admin, [dead_letter_topic(t) for t in topics])
@@ -93,6 +95,37 @@ def ingest(
         finally:
             consumer.close(autocommit=False)
             dead_letters.close()
+
+
+def wait_for_broker(servers: str, seconds: float) -> None:
+    """Wait until some bootstrap server accepts a TCP connection, retrying with backoff for
+    ``seconds``; then raise ``BrokerUnavailable`` naming them (one line, before any Kafka
+    client starts logging its own reconnection attempts)."""
+    addresses = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"Kafka bootstrap server '{server}' is not HOST:PORT")
+        addresses.append((host.strip("[]"), int(port)))
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        for address in addresses:
+            try:
+                with socket.create_connection(address, timeout=2):
+                    return
+            except OSError:
+                continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BrokerUnavailable(
+                f"no Kafka broker answered at {servers} within {seconds:g}s "
+                "(frost ingest --broker-timeout)"
+            )
+        if delay == 0.2:  # one line, not one per attempt
+            log.warning("Kafka at %s unreachable; retrying for up to %gs", servers, seconds)
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 5.0)
 
 
 def _bootstrap(plans: list[StreamPlan], given: str | None) -> str:

@@ -49,6 +49,13 @@ def register(commands: Subparsers) -> None:
         help="commit a batch's offsets only once N replicas hold its writes (Redis WAIT; "
         "default: frost.ingest.wait_for_replicas, 0)",
     )
+    parser.add_argument(
+        "--broker-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="at start, retry an unreachable broker with backoff this long, then exit 1",
+    )
     parser.set_defaults(run=run_ingest)
 
 
@@ -77,6 +84,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         batch_ms=args.batch_ms,
         max_seconds=args.max_seconds,
         wait_for_replicas=args.wait_for_replicas,
+        broker_wait_seconds=args.broker_timeout,
     )
     report = ingest(
         repo,
@@ -92,7 +100,9 @@ def run_ingest(args: argparse.Namespace) -> int:
     print(
         f"ingested {report.messages} messages in {report.batches} batches, "
         f"{report.seconds:.1f}s: {report.rows_written} rows written, {report.skipped_older} "
-        f"kept newer, {report.values_nulled} values nulled, {report.dead_letters} dead letters "
+        f"kept newer, {report.events_folded} events folded into aggregates "
+        f"({report.events_replayed} replayed), "
+        f"{report.values_nulled} values nulled, {report.dead_letters} dead letters "
         f"({reasons})"
     )
     return 0
