@@ -113,6 +113,7 @@ class ViewSchema:
                 )
             where = f"feature view '{name}', join key '{key}'"
             join_keys.append(JoinKey(key, FeatureType.of_feast_field(column, where)))
+        aggregated = bool(getattr(view, "aggregations", None))
         features = tuple(
             FeatureSpec(
                 field.name,
@@ -120,6 +121,8 @@ class ViewSchema:
                 tuple(sorted((field.tags or {}).items())),
             )
             for field in view.features
+            # An aggregation view's features are its outputs (Feast lists the key too).
+            if not (aggregated and field.name in join_key_names)
         )
         ttl = view.ttl if isinstance(view.ttl, timedelta) and view.ttl.total_seconds() else None
         # Bad aggregations are refused by ``frost apply`` (``aggregation_problems``).

@@ -150,16 +150,32 @@ def reads(request: pytest.FixtureRequest) -> Reads:
     return read_async_way
 
 
-def copy_repo(target: Path, connection_string: str, *, cluster: bool = False) -> Path:
-    """A copy of the example repo pointed at the given Redis."""
+def copy_repo(
+    target: Path, connection_string: str, *, cluster: bool = False, aggregations: bool = True
+) -> Path:
+    """A copy of the example repo pointed at the given Redis; ``aggregations=False`` leaves
+    out its aggregation view and the service using it (for comparisons with Feast's own
+    materialization, which refuses windowed aggregations)."""
     repo = target / "feature_repo"
     shutil.copytree(EXAMPLE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    if not aggregations:
+        _without_aggregations(repo)
     config_path = repo / "feature_store.yaml"
     config = yaml.safe_load(config_path.read_text())
     config["online_store"]["connection_string"] = connection_string
     config["online_store"]["redis_type"] = "redis_cluster" if cluster else "redis"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return repo
+
+
+def _without_aggregations(repo: Path) -> None:
+    views = repo / "feature_views.py"
+    text = views.read_text()
+    views.write_text(text[: text.index("\n\ndef _window(")] + "\n")
+    services = repo / "feature_services.py"
+    text = services.read_text()
+    text = text.replace("    user_play_windows,\n", "")
+    services.write_text(text[: text.index("\nplayer_engagement = ")])
 
 
 @pytest.fixture(scope="session")

@@ -619,3 +619,12 @@ def test_served_over_grpc_with_statuses(stream: StreamRepo) -> None:
         kinds = [v.WhichOneof("val") for v in got.values]
         wire = [getattr(v, k) if k else None for v, k in zip(got.values, kinds, strict=True)]
         assert wire[:2] == values[:2] and wire[2] is None
+    # The quality report checks the served aggregates (its source holds events).
+    from frost.quality import quality_report
+
+    write_batch_source(stream.repo, events)  # the entities the report samples
+    report = quality_report(stream.repo, stream.repo.path / "quality", views=[VIEW])
+    (quality,) = report.views
+    scopes = {c.scope: c.status.value for c in quality.checks}
+    assert scopes["offline"] == "skipped" and scopes["online"] == "pass", quality.checks
+    assert quality.sampled_entities >= 2

@@ -141,7 +141,9 @@ def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from frost.pipelines.batch import write_file
 
     with RedisServer().start() as backend:
-        path = copy_repo(tmp_path_factory.mktemp("quality_dag"), backend.connection_string)
+        path = copy_repo(
+            tmp_path_factory.mktemp("quality_dag"), backend.connection_string, aggregations=False
+        )  # its sample data is long past: no live tile
         generate(path / "data", SampleSpec(users=80, experiences=10, days=3, end=SAMPLE_END,
                                            dirty_rate=0.0))  # fmt: skip
         repo = FeatureRepo(path)

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "6 feature views, 3 feature services" in out
+    assert "7 feature views, 4 feature services" in out
     assert "session was streamed" in out, out  # the ingestor wrote a live value
     assert "Feature service 'matchmaking' over gRPC" in out
     assert "Feature service 'recommendation' over gRPC" in out
@@ -37,6 +37,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # The player shown first has a session value the ingestor wrote seconds ago.
     live = next(line for line in out.splitlines() if "user_session_live__session_minutes" in line)
     assert "PRESENT" in live and live.rstrip().endswith("s"), live
+    # A windowed aggregate moves while the demo streams.
+    assert "moved: new sessions were streamed" in out, out
     assert (tmp_path / "quality" / "index.html").is_file()
     assert "Stopped everything the demo started" in out
     assert _snapshot(ROOT / "feature_repo") == before, "the demo must work on a copy"

@@ -41,7 +41,9 @@ def clean_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureRepo
     from frost.pipelines.batch import materialize
 
     with RedisServer().start() as backend:
-        path = copy_repo(tmp_path_factory.mktemp("quality"), backend.connection_string)
+        path = copy_repo(
+            tmp_path_factory.mktemp("quality"), backend.connection_string, aggregations=False
+        )  # its sample data is long past: no live tile
         spec = SampleSpec(users=300, experiences=40, days=3, end=SAMPLE_END, dirty_rate=0.0)
         generate(path / "data", spec)
         repo = FeatureRepo(path)

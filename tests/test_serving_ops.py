@@ -71,7 +71,7 @@ def test_tokens_and_tls(repo: FeatureRepo, tmp_path: Path) -> None:
             assert [s.name for s in ranking.list_services()] == ["recommendation"]
         with FeatureClient(server.target, token=TOKENS["ops"], tls_root_cert=cert) as ops:
             assert len(ops.get("churn_prediction", {"user_id": users})) == 3
-            assert len(ops.list_services()) == 3
+            assert len(ops.list_services()) == 4
         metrics = _scrape(server.metrics_port, lambda text: 'client="ranking"' in text)
         assert 'code="PERMISSION_DENIED"' in metrics and 'client="ops"' in metrics
         # the plaintext port is not open: TLS only
@@ -145,7 +145,7 @@ def test_metrics_per_service_view_status_and_client(server: Server, repo: Featur
         in text
     )
     assert "frost_serving_redis_up 1.0" in text
-    assert "frost_serving_feature_services 3.0" in text
+    assert "frost_serving_feature_services 4.0" in text
     assert 'frost_feature_view_max_staleness_seconds{feature_view="user_profile"} 604800.0' in text
 
 

@@ -22,6 +22,7 @@ from frost.sample_data import FIRST_EXPERIENCE_ID, FIRST_USER_ID
 __all__ = ["run"]
 
 LIVE_VIEW = "user_session_live"
+AGGREGATE_VIEW = "user_play_windows"
 
 
 def run(
@@ -41,6 +42,7 @@ def run(
         print(f"  serving Feast's ServingService on {target}")
         user = _wait_for_live_values(target, users, live_seconds)
         _show_lookups(target, user)
+        _show_moving_aggregates(target, user, live_seconds)
         _quality(repo, workdir, end)
     finally:
         stack.stop()
@@ -97,6 +99,35 @@ def _show_lookups(target: str, user: int) -> None:
                     format_age(stamp.timestamp() if stamp else None, now),
                 ])  # fmt: skip
             print(format_table(["feature", "value", "status", "age"], rows, 2))
+
+
+def _show_moving_aggregates(target: str, user: int, timeout: float) -> None:
+    """The windowed aggregates of one player, until a streamed session moves them."""
+    from frost.client import FeatureClient
+
+    names = [f"{AGGREGATE_VIEW}:{name}" for name in ("sessions_1h", "matches_1h", "minutes_1h")]
+    with FeatureClient(target) as client:
+
+        def read() -> list[Any]:
+            result = client.get(features=names, entities={"user_id": [user]})
+            return [result.values[name.split(":")[1]][0] for name in names]
+
+        first = read()
+        print(f"\nWindowed aggregates of player {user} ({AGGREGATE_VIEW}, folded from the "
+              "stream): sessions_1h, matches_1h, minutes_1h")  # fmt: skip
+        print(f"  now:   {_listed(first)}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            later = read()
+            if later != first:
+                print(f"  later: {_listed(later)}  (moved: new sessions were streamed)")
+                return
+            time.sleep(0.5)
+    print(f"  no new session of this player within {timeout:.0f}s")
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(str(format_value(v)) for v in values)
 
 
 def _quality(repo: Any, workdir: Path, end: datetime) -> None:

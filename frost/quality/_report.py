@@ -141,6 +141,9 @@ class _ViewJob:
                 Check("source", "offline rows readable", Status.ERROR, detail=str(exc))
             )
             offline = None
+        if offline is not None and view.windows is not None:
+            self._aggregated(quality, offline, suites, store, store_error)
+            return quality
         if offline is not None:
             self._offline(quality, offline, suites)
         if store is None:
@@ -244,6 +247,54 @@ class _ViewJob:
                     "(no interval in the registry)",
                 )
             )
+
+    def _aggregated(
+        self,
+        quality: ViewQuality,
+        events: pa.Table,
+        suites: list[Suite],
+        store: OnlineStore | None,
+        store_error: str | None,
+    ) -> None:
+        """An aggregation view: its source holds events, not feature values, so only the
+        served aggregates of a sample of its entities are checked (contracts, freshness)."""
+        view, report = self.view, self.report
+        quality.rows_in_window = rows_between(events, report.start, report.end).num_rows
+        skipped = "an aggregation view's source holds events; its outputs are checked online"
+        quality.checks.append(Check("offline", "offline rows", Status.SKIPPED, detail=skipped))
+        if store is None:
+            quality.checks.append(
+                Check("online", "Redis reachable", Status.ERROR, detail=store_error or "")
+            )
+            return
+        keys = view.join_key_names
+        entities = sample(
+            events.select(keys).group_by(keys).aggregate([]),
+            keys,
+            self.options.sample_size,
+            self.options.seed,
+        )
+        columns = {k: entities.column(k).combine_chunks() for k in keys}
+        rows = store.read([(view, view.feature_names)], columns)[view.name]
+        online = online_table(rows, columns)
+        quality.sampled_entities = entities.num_rows
+        quality.checks.append(
+            Check(
+                "online",
+                "sampled entities with live tiles",
+                Status.PASS if online.num_rows else Status.WARN,
+                failed=entities.num_rows - online.num_rows,
+                checked=entities.num_rows,
+                detail=f"{online.num_rows:,} of {entities.num_rows:,} sampled entities have "
+                "events inside a window now",
+            )
+        )
+        if online.num_rows:
+            quality.checks.extend(self._validate(suites, online, "online"))
+        fresh, quality.lag_seconds, quality.stale_entities = freshness_checks(
+            rows, quality.max_staleness_seconds, report.generated_at
+        )
+        quality.checks.extend(fresh)
 
     def _validate(self, suites: list[Suite], table: pa.Table, scope: str) -> list[Check]:
         checks = []

@@ -184,6 +184,11 @@ def write_file(
             f"unknown feature view '{view}'; applied: {', '.join(sorted(repo.view_entries()))}"
         )
     source = entry.batch_source
+    if entry.schema.windows is not None:
+        raise BadInput(
+            f"feature view '{view}' aggregates windows: rebuild its tiles with frost materialize "
+            "or frost backfill (frost write stores latest rows)"
+        )
     if path is not None:
         if source is None:
             raise BadInput(f"feature view '{view}' has no batch source to take time columns from")
