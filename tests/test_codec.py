@@ -282,3 +282,19 @@ def test_entity_key_nulls_are_rejected() -> None:
     encoder = EntityKeyEncoder([JoinKey("user_id", FeatureType(Scalar.INT64))], "p")
     with pytest.raises(SchemaMismatch, match="user_id"):
         encoder.encode({"user_id": pa.array([1, None])})
+
+
+def test_encode_numbers_matches_encode_values() -> None:
+    from frost.codec import encode_numbers
+
+    rng = np.random.default_rng(4)
+    cases = {
+        Scalar.DOUBLE: [*rng.normal(0, 1e6, 50).tolist(), 0.0, -0.0, 1e308, None],
+        Scalar.FLOAT: [*rng.normal(0, 1e3, 50).tolist(), 3.4e38, 1e-40, None],
+        Scalar.INT64: [*rng.integers(-(2**62), 2**62, 50).tolist(), 0, -1, 2**63 - 1, None],
+        Scalar.INT32: [*rng.integers(-(2**31), 2**31, 50).tolist(), 0, -1, None],
+    }
+    for scalar, values in cases.items():
+        type_ = FeatureType(scalar)
+        array = pa.array(values, type=type_.arrow_type)
+        assert encode_numbers(values, type_) == encode_values(array, type_).to_list(), scalar

@@ -19,6 +19,7 @@ from frost.codec._shapes import ShapeCheck
 from frost.codec._types import FeatureType, Scalar
 from frost.codec._values import (
     decode_column,
+    encode_numbers,
     encode_values,
     make_decoder,
     normalize,
@@ -37,6 +38,7 @@ __all__ = [
     "decimal",
     "decode_column",
     "encode_event_times",
+    "encode_numbers",
     "encode_values",
     "event_time_micros",
     "field_hash",

@@ -9,6 +9,7 @@ vectorized fast path for fixed-width scalars.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -282,3 +283,25 @@ def _decode_fixed(
     for index, number in zip(present, numbers, strict=True):
         out[index] = number
     return out
+
+
+def encode_numbers(values: Sequence[Any], type_: FeatureType) -> list[bytes]:
+    """``encode_values`` for a few numeric scalars given as Python numbers (``None``: null,
+    ``b""``), without Arrow: the same bytes (tests hold the two equal), at a fraction of its
+    fixed cost, for values computed per request (aggregates)."""
+    tag = value_tag(type_)
+    scalar = type_.scalar
+    if scalar == Scalar.DOUBLE:
+        pack = _DOUBLE.pack
+        return [b"" if v is None else tag + pack(v) for v in values]
+    if scalar == Scalar.FLOAT:  # rounded as NumPy rounds (struct refuses out-of-range)
+        return [b"" if v is None else tag + np.float32(v).tobytes() for v in values]
+    if scalar in (Scalar.INT32, Scalar.INT64):
+        from frost.codec._keys import varint_bytes
+
+        return [b"" if v is None else tag + varint_bytes(int(v) & _U64) for v in values]
+    raise ValueError(f"encode_numbers takes Int32, Int64, Float32 or Float64, not {type_}")
+
+
+_U64 = (1 << 64) - 1
+_DOUBLE = struct.Struct("<d")

@@ -21,7 +21,13 @@ import numpy as np
 import pyarrow as pa
 
 from frost.checks import ViewChecker
-from frost.codec import EntityKeyEncoder, FeatureType, encode_event_times, encode_values, sketch_key
+from frost.codec import (
+    EntityKeyEncoder,
+    FeatureType,
+    encode_event_times,
+    encode_numbers,
+    sketch_key,
+)
 from frost.codec import tile_key as _tile_key
 from frost.contracts import ViewContract
 from frost.online._judge import (
@@ -144,9 +150,9 @@ def judge_tiles(
     row_status = np.where(stale, OUTSIDE_MAX_AGE, PRESENT)
     row_status = np.where(found, row_status, NOT_FOUND)
     row_status = np.where(refused, INVALID, row_status)
-    arrays = {f.name: output_array(merged[f.name], f.type) for f in read.features}
     broken: dict[str, np.ndarray] = {}
     if read.checker is not None:
+        arrays = {f.name: output_array(merged[f.name], f.type) for f in read.features}
         for violation in read.checker.check(pa.table(arrays)):
             mask = broken.setdefault(violation.field, np.zeros(rows, dtype=np.bool_))
             mask[violation.rows] = True
@@ -156,16 +162,16 @@ def judge_tiles(
     ]
     statuses, values = [], []
     for feature in read.features:
-        array = arrays[feature.name]
-        nulls = np.asarray(array.is_null().to_numpy(zero_copy_only=False))
-        status = np.where(found & nulls, NULL_VALUE, row_status)
+        result = merged[feature.name]
+        status = np.where(found & result.null, NULL_VALUE, row_status)
         bad = broken.get(feature.name)
         if bad is not None:
             status = np.where(found & bad, INVALID, status)
-        encoded = encode_values(array, feature.type).to_list()
         served = (status == PRESENT) | (status == OUTSIDE_MAX_AGE)
-        values.append([v if ok else b"" for v, ok in zip(encoded, served.tolist(), strict=True)])
-        statuses.append(status.astype(np.int64).tolist())
+        numbers = np.rint(result.values) if feature.type.scalar.is_integer else result.values
+        shown = [v if ok else None for v, ok in zip(numbers.tolist(), served.tolist(), strict=True)]
+        values.append(encode_numbers(shown, feature.type))
+        statuses.append(status.tolist())
     return Judgement(stamps, statuses, values)
 
 
@@ -185,20 +191,19 @@ def _stored_tiles(
             refused[row] = True
             malformed.append(Malformed(read.name, None, row, f"Redis refused the read: {reply}"))
             continue
-        for i in range(0, len(reply), 2):
-            name, value = reply[i], reply[i + 1]
-            if name == b"_ts":
-                newest[row] = int(value)
-            elif name[:1].isdigit() or name[:1] == b"-":
-                if len(value) != 8 * width:
-                    refused[row] = True
-                    malformed.append(
-                        Malformed(read.name, None, row, f"tile {name!r} is not a tile state")
-                    )
-                    continue
-                tile_rows.append(row)
-                tile_index.append(int(name))
-                states.append(value)
+        fields = dict(zip(reply[0::2], reply[1::2], strict=True))
+        stamp = fields.pop(b"_ts", None)
+        if stamp is not None:
+            newest[row] = int(stamp)
+        names = [n for n in fields if n[:1].isdigit() or n[:1] == b"-"]
+        found = [fields[n] for n in names]
+        if any(len(v) != 8 * width for v in found):
+            refused[row] = True
+            malformed.append(Malformed(read.name, None, row, "a tile is not a tile state"))
+            continue
+        tile_rows.extend([row] * len(names))
+        tile_index.extend(map(int, names))
+        states.extend(found)
     return (
         np.asarray(tile_rows, dtype=np.int64),
         np.asarray(tile_index, dtype=np.int64),
