@@ -628,3 +628,71 @@ def test_served_over_grpc_with_statuses(stream: StreamRepo) -> None:
     scopes = {c.scope: c.status.value for c in quality.checks}
     assert scopes["offline"] == "skipped" and scopes["online"] == "pass", quality.checks
     assert quality.sampled_entities >= 2
+
+
+# -- two engines, one answer ---------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_spark_and_local_engines_backfill_and_train_alike(
+    tmp_path: Path, redis_client: redis.Redis, redis_server: RedisServer, spark: Any
+) -> None:
+    path = copy_repo(tmp_path / "repo", redis_server.connection_string)
+    generate(path / "data", SampleSpec(users=30, experiences=10, days=1))
+    repo = FeatureRepo(path)
+    repo_module.apply(repo)
+    now = int(time.time() * US)
+    users = list(range(7600, 7615))
+    events = make_events(users, 500, now - 20 * HOUR, now - US, seed=41)
+    write_batch_source(repo, events)
+    start = datetime.fromtimestamp(now / US - 2 * 86400, tz=UTC)
+    end = datetime.fromtimestamp(now / US, tz=UTC)
+    times = [now, now + 40 * 60 * US]
+
+    def tiles() -> dict[bytes, dict[bytes, bytes]]:
+        keys = sorted(k for k in redis_client.scan_iter(match=b"frost:agg:*"))
+        return {k: redis_client.hgetall(k) for k in keys if redis_client.type(k) == b"hash"}
+
+    materialize(repo, start, end, views=[VIEW], engine="local")
+    local_tiles, local_values = tiles(), [lookup(repo, users, t) for t in times]
+    for key in redis_client.scan_iter(match=b"frost:agg:*"):
+        redis_client.delete(key)
+    materialize(repo, start, end, views=[VIEW], spark=spark)
+    assert tiles() == local_tiles and len(local_tiles) == len(users)
+    assert [lookup(repo, users, t) for t in times] == local_values
+
+    rows = pd.DataFrame(
+        [
+            (u, pd.Timestamp(now - k * 600 * US, unit="us", tz="UTC"))
+            for k in range(6)
+            for u in users
+        ],
+        columns=["user_id", "event_timestamp"],
+    )
+    rows.to_parquet(tmp_path / "entities.parquet")
+    training_set(repo, SERVICE, tmp_path / "entities.parquet", tmp_path / "local", engine="local")
+    training_set(repo, SERVICE, tmp_path / "entities.parquet", tmp_path / "spark", spark=spark)
+    outputs = [s.output for s in repo.view(VIEW).aggregations]
+    ours = pq.read_table(tmp_path / "local").select(["user_id", *outputs])
+    theirs = pq.read_table(tmp_path / "spark").select(["user_id", *outputs])
+    assert ours.equals(theirs) and ours.num_rows == len(rows)
+    assert ours.column("sessions_1h").null_count < ours.num_rows
+
+
+def test_unreachable_broker_exits_after_the_timeout_with_one_line(tmp_path: Path) -> None:
+    from frost.services import free_port
+
+    path = copy_repo(tmp_path, "localhost:1")
+    repo_module.apply(FeatureRepo(path))
+    servers = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [FROST, "--repo", str(path), "ingest", "--bootstrap-servers", servers,
+         "--broker-timeout", "2"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert servers in lines[-1] and "within 2s" in lines[-1], lines
+    assert len([line for line in lines if "kafka" in line.lower()]) <= 2, lines
+    assert time.monotonic() - started < 60
