@@ -12,7 +12,8 @@
 --   _ts                    the newest event time folded in (microseconds)
 --   _wm                    tiles below it belong to the batch source (set by backfill):
 --                          streamed events there are skipped
---   _min                   the oldest tile stored (cleanup is skipped while it is live)
+--   _min, _max             the oldest and newest tile stored (cleanup is skipped while the
+--                          oldest is live; the key expires with the newest)
 --
 -- ARGV[1] mode: "s" (stream) or "b" (backfill)
 -- ARGV[2] oldest live tile: tiles below it are deleted
@@ -100,22 +101,37 @@ local function finish(key, lowest, highest, newest)
   end
   local raw_ts = redis.call('HGET', key, '_ts')
   local stored_ts = raw_ts and tonumber(raw_ts) or 0
-  local fields = {'_min', stored_min}
+  local raw_max = redis.call('HGET', key, '_max')
+  local stored_max = raw_max and tonumber(raw_max) or highest
+  if highest > stored_max then stored_max = highest end
+  local fields = {'_min', stored_min, '_max', string.format('%.0f', stored_max)}
   if newest > stored_ts then
     fields[3], fields[4] = '_ts', string.format('%.0f', newest)
   end
   redis.call('HSET', key, unpack(fields))
-  local wanted = expire_at(highest)
-  if redis.call('PEXPIRETIME', key) < wanted then redis.call('PEXPIREAT', key, wanted) end
+  redis.call('PEXPIREAT', key, string.format('%.0f', expire_at(stored_max)))
 end
 
 local function stream(key, at)
   local n = tonumber(ARGV[at])
   local width = 4 + C + 2 * D
-  local stored_wm = redis.call('HGET', key, '_wm')
-  local watermark = stored_wm and tonumber(stored_wm) or -math.huge
+  -- One read of everything the fold needs: metadata, the fences and the tiles it touches.
+  local wanted, slot = {'_wm', '_min', '_ts', '_max'}, {}
+  for e = 0, n - 1 do
+    local base = at + 1 + e * width
+    for _, name in ipairs({ARGV[base], ARGV[base + 2]}) do
+      if slot[name] == nil then
+        wanted[#wanted + 1] = name
+        slot[name] = #wanted
+      end
+    end
+  end
+  local stored = redis.pcall('HMGET', key, unpack(wanted))
+  if failed(stored) then return stored.err end
+  local watermark = stored[1] and tonumber(stored[1]) or -math.huge
   local fences, moved = {}, {}
   local deltas, order = {}, {}
+  local sketches = {}
   local folded, newest = 0, 0
   local lowest, highest = math.huge, -math.huge
   for e = 0, n - 1 do
@@ -123,18 +139,19 @@ local function stream(key, at)
     local fence_field, offset = ARGV[base], tonumber(ARGV[base + 1])
     local fence = fences[fence_field]
     if fence == nil then
-      local stored = redis.call('HGET', key, fence_field)
-      fence = stored and tonumber(stored) or -1
+      local raw = stored[slot[fence_field]]
+      fence = raw and tonumber(raw) or -1
     end
-    local tile = tonumber(ARGV[base + 2])
     if offset > fence then
       fences[fence_field], moved[fence_field] = offset, true
+      local name = ARGV[base + 2]
+      local tile = tonumber(name)
       if tile >= watermark then
-        local delta = deltas[tile]
+        local delta = deltas[name]
         if delta == nil then
           delta = empty_state()
-          deltas[tile] = delta
-          order[#order + 1] = tile
+          deltas[name] = delta
+          order[#order + 1] = name
         end
         local count = delta[1] + 1
         for c = 0, C - 1 do
@@ -149,9 +166,10 @@ local function stream(key, at)
         delta[1] = count
         for sketch = 1, D do
           local at_sketch = base + 4 + C + 2 * (sketch - 1)
-          local name = hll_key(key, sketch, ARGV[at_sketch])
-          redis.call('PFADD', name, ARGV[at_sketch + 1])
-          redis.call('PEXPIREAT', name, expire_at(tile))
+          local sketch_name = hll_key(key, sketch, ARGV[at_sketch])
+          redis.call('PFADD', sketch_name, ARGV[at_sketch + 1])
+          local until_ms = expire_at(tile)
+          if (sketches[sketch_name] or 0) < until_ms then sketches[sketch_name] = until_ms end
         end
         local micros = tonumber(ARGV[base + 3])
         if micros > newest then newest = micros end
@@ -163,23 +181,44 @@ local function stream(key, at)
       fences[fence_field] = fence
     end
   end
-  local fence_fields = {}
+  for sketch_name, until_ms in pairs(sketches) do
+    redis.call('PEXPIREAT', sketch_name, string.format('%.0f', until_ms))
+  end
+  -- One write of everything that changed.
+  local fields = {}
   for field, offset in pairs(fences) do
     if moved[field] then
-      fence_fields[#fence_fields + 1] = field
-      fence_fields[#fence_fields + 1] = string.format('%.0f', offset)
+      fields[#fields + 1] = field
+      fields[#fields + 1] = string.format('%.0f', offset)
     end
   end
-  if #fence_fields > 0 then redis.call('HSET', key, unpack(fence_fields)) end
-  if folded == 0 then return 0 end
-  for _, tile in ipairs(order) do
-    local name = string.format('%.0f', tile)
-    local stored = redis.call('HGET', key, name)
-    local state = deltas[tile]
-    if stored then state = merge({struct.unpack(fmt, stored)}, state) end
-    redis.call('HSET', key, name, struct.pack(fmt, unpack(state, 1, d)))
+  if folded > 0 then
+    for _, name in ipairs(order) do
+      local state = deltas[name]
+      local raw = stored[slot[name]]
+      if raw then state = merge({struct.unpack(fmt, raw)}, state) end
+      fields[#fields + 1] = name
+      fields[#fields + 1] = struct.pack(fmt, unpack(state, 1, d))
+    end
+    local stored_min = stored[2] and tonumber(stored[2]) or lowest
+    if lowest < stored_min then stored_min = lowest end
+    local stored_max = stored[4] and tonumber(stored[4]) or highest
+    if highest > stored_max then stored_max = highest end
+    fields[#fields + 1], fields[#fields + 2] = '_max', string.format('%.0f', stored_max)
+    if not (stored[3] and tonumber(stored[3]) >= newest) then
+      fields[#fields + 1], fields[#fields + 2] = '_ts', string.format('%.0f', newest)
+    end
+    if stored_min < oldest then
+      redis.call('HSET', key, unpack(fields))
+      fields = {}
+      stored_min = drop_tiles(key, -math.huge, oldest) or stored_max
+    end
+    fields[#fields + 1], fields[#fields + 2] = '_min', string.format('%.0f', stored_min)
+    redis.call('HSET', key, unpack(fields))
+    redis.call('PEXPIREAT', key, string.format('%.0f', expire_at(stored_max)))
+    return folded
   end
-  finish(key, lowest, highest, newest)
+  if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
   return folded
 end
 
@@ -226,15 +265,17 @@ local results = {}
 local at = 7
 for k = 1, #KEYS do
   local size = tonumber(ARGV[at])
-  local probe = redis.pcall('TYPE', KEYS[k])
-  if failed(probe) then
-    results[k] = probe.err
-  elseif probe.ok ~= 'none' and probe.ok ~= 'hash' then
-    results[k] = 'WRONGTYPE the tile key holds a ' .. probe.ok
-  elseif mode == 's' then
-    results[k] = stream(KEYS[k], at + 1)
+  if mode == 's' then
+    results[k] = stream(KEYS[k], at + 1)  -- its first read answers WRONGTYPE, if any
   else
-    results[k] = backfill(KEYS[k], at)
+    local probe = redis.pcall('TYPE', KEYS[k])
+    if failed(probe) then
+      results[k] = probe.err
+    elseif probe.ok ~= 'none' and probe.ok ~= 'hash' then
+      results[k] = 'WRONGTYPE the tile key holds a ' .. probe.ok
+    else
+      results[k] = backfill(KEYS[k], at)
+    end
   end
   at = at + 1 + size
 end
