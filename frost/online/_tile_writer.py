@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from frost.codec import EntityKeyEncoder, Segments, tile_key
+from frost.codec import EntityKeyEncoder, Segments, concat, decimal, group, tile_key
 from frost.errors import OnlineStoreError, SchemaMismatch
-from frost.online._resp import ErrorReply, bulk, command_header
+from frost.online._resp import ErrorReply, Part, bulk, bulk_rows, command_header
 from frost.online._transport import Pending, RedisTransport
 from frost.schema import ViewSchema
 from frost.windows import Folded, WindowSet, oldest_live_tile, state_width, tile_of
@@ -127,54 +127,54 @@ class TileWriter:
         windows = plan.windows
         rows = table.num_rows
         keys = plan.keys.encode({k: table.column(k) for k in view.join_key_names}).to_list()
-        micros = _micros(table, event_time_column, view)
-        tiles = tile_of(np.asarray(micros, dtype=np.int64), windows.tile_us).tolist()
-        numeric = [_floats(table, c, view) for c in windows.numeric_columns]
-        sketched = [
-            (
-                tile_of(np.asarray(micros, dtype=np.int64), spec.slide_us).tolist(),
-                table.column(spec.column).to_pylist(),
-            )
-            for spec in windows.sketches
-        ]
-        offset_list = [int(o) for o in offsets]
+        micros = np.asarray(_micros(table, event_time_column, view), dtype=np.int64)
+        offset_array = np.asarray(offsets, dtype=np.int64)
         # Per entity, events in (partition, offset) order: the fence moves forward only.
-        order = sorted(range(rows), key=lambda i: (keys[i], fences[i], offset_list[i]))
-        per_entity: dict[bytes, list[bytes]] = {}
-        counts: dict[bytes, int] = {}
-        for i in order:
-            args = per_entity.setdefault(keys[i], [])
-            counts[keys[i]] = counts.get(keys[i], 0) + 1
-            args += (
-                bulk(fences[i]),
-                bulk(b"%d" % offset_list[i]),
-                bulk(b"%d" % tiles[i]),
-                bulk(b"%d" % micros[i]),
-            )
-            args += [bulk(b"%r" % column[i]) for column in numeric]
-            for sketch_tiles, values in sketched:
-                args += (bulk(b"%d" % sketch_tiles[i]), bulk(distinct_token(values[i])))
+        _, entity = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+        _, partition = np.unique(np.asarray(fences, dtype=object), return_inverse=True)
+        order = np.lexsort((offset_array, partition, entity))
+        # One RESP row of arguments per event, built column by column; inputs travel as
+        # 8-byte little-endian doubles (``tiles.lua`` unpacks them).
+        parts: list[Part] = [
+            *bulk_rows(Segments.from_list(fences).take(order)),
+            *bulk_rows(decimal(offset_array[order])),
+            *bulk_rows(decimal(tile_of(micros, windows.tile_us)[order])),
+            *bulk_rows(decimal(micros[order])),
+        ]
+        for column in windows.numeric_columns:
+            doubles = np.asarray(_floats(table, column, view), dtype="<f8")[order]
+            parts += [b"$8\r\n", Segments.from_fixed(doubles.view(np.uint8).reshape(-1, 8))]
+            parts.append(b"\r\n")
+        for spec in windows.sketches:
+            tokens = [distinct_token(v) for v in table.column(spec.column).to_pylist()]
+            parts += bulk_rows(decimal(tile_of(micros, spec.slide_us)[order]))
+            parts += bulk_rows(Segments.from_list(tokens).take(order))
+        events = concat(parts, rows)
+        runs = np.flatnonzero(np.diff(entity[order])) + 1
+        bounds = np.concatenate(([0], runs, [rows])).astype(np.int64)
+        payloads = group(events, bounds).to_list()
+        counts = np.diff(bounds).tolist()
+        entity_keys = [keys[i] for i in order[bounds[:-1]].tolist()]
         shared = plan.shared(b"s", _oldest_live(windows, now_us))
-        per_event = 4 + len(numeric) + 2 * len(sketched)
-        entities = list(per_entity)
+        per_event = 4 + len(windows.numeric_columns) + 2 * len(windows.sketches)
         commands: list[bytes] = []
         first_keys: list[bytes] = []
-        for start in range(0, len(entities), self._per_call):
-            chunk = entities[start : start + self._per_call]
-            argv = 6 + sum(2 + counts[k] * per_event for k in chunk)
-            parts = [
+        sha = bulk(self._script_sha())
+        for first in range(0, len(entity_keys), self._per_call):
+            chunk = range(first, min(first + self._per_call, len(entity_keys)))
+            argv = 6 + sum(2 + counts[i] * per_event for i in chunk)
+            command = [
                 command_header(b"EVALSHA", 2 + len(chunk) + argv),
-                bulk(self._script_sha()),
+                sha,
                 bulk(b"%d" % len(chunk)),
-                *[bulk(k) for k in chunk],
+                *[bulk(entity_keys[i]) for i in chunk],
                 shared,
             ]
-            for key in chunk:
-                parts.append(bulk(b"%d" % (1 + counts[key] * per_event)))
-                parts.append(bulk(b"%d" % counts[key]))
-                parts += per_entity[key]
-            commands.append(b"".join(parts))
-            first_keys.append(chunk[0])
+            for i in chunk:
+                command.append(bulk(b"%d" % (1 + counts[i] * per_event)) + bulk(b"%d" % counts[i]))
+                command.append(payloads[i])
+            commands.append(b"".join(command))
+            first_keys.append(entity_keys[first])
         stats = FoldStats(view=view.name, events=rows)
         pending = self._send(first_keys, commands)
         return PendingFold(self, view.name, first_keys, commands, pending, stats, started)

@@ -21,7 +21,8 @@
 -- ARGV[5] tile length in ms;      ARGV[6] longest window in ms (for key expiry)
 -- then per key k, its arguments, counted first:
 --   stream:   n, then per event: fence field, offset, tile, event time (us), the C numeric
---             inputs, then per sketch: its tile and the value to add
+--             inputs (8-byte little-endian doubles), then per sketch: its tile and the value
+--             to add
 --   backfill: low tile, high tile (replace [low, high)), T, then per tile: index, packed
 --             state, newest event time (us); then per sketch: the range of its tiles to
 --             delete [from, to), S, and per sketch tile: index, m, m values
@@ -155,7 +156,7 @@ local function stream(key, at)
         end
         local count = delta[1] + 1
         for c = 0, C - 1 do
-          local x = tonumber(ARGV[base + 4 + c])
+          local x = struct.unpack('<d', ARGV[base + 4 + c])
           local s, q, lo, hi = 2 + 4 * c, 3 + 4 * c, 4 + 4 * c, 5 + 4 * c
           local before = delta[1] > 0 and delta[s] / delta[1] or 0
           delta[s] = delta[s] + x
