@@ -15,7 +15,7 @@ are skipped, so where the two meet nothing is counted twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -353,9 +353,6 @@ class _TileKeys:
     def encode(self, columns: dict[str, Any]) -> Segments:
         entity_keys = self._entity.encode(columns).to_list()
         return Segments.from_list([tile_key(k, self._view) for k in entity_keys])
-
-    def encode_rows(self, columns: Mapping[str, Sequence[Any]]) -> list[bytes]:
-        return [tile_key(k, self._view) for k in self._entity.encode_rows(columns)]
 
 
 def _rows_by_entity(codes: np.ndarray) -> dict[int, list[int]]:

@@ -18,11 +18,9 @@ from frost.windows._tiles import (
     merge_tiles,
     oldest_live_tile,
     output_array,
-    outputs_in_order,
     state_width,
     tile_of,
     window_bounds,
-    window_start_sql,
     window_tiles,
 )
 
@@ -42,10 +40,8 @@ __all__ = [
     "merge_tiles",
     "oldest_live_tile",
     "output_array",
-    "outputs_in_order",
     "state_width",
     "tile_of",
     "window_bounds",
-    "window_start_sql",
     "window_tiles",
 ]

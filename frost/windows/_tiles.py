@@ -18,7 +18,6 @@ null there, ``stddev`` and ``var`` (sample, n - 1) are null below two events.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +34,6 @@ __all__ = [
     "state_width",
     "tile_of",
     "window_bounds",
-    "window_start_sql",
 ]
 
 
@@ -55,13 +53,6 @@ def window_bounds(spec: AggregationSpec, t_us: np.ndarray | int) -> tuple[np.nda
     t = np.asarray(t_us, dtype=np.int64)
     end = (np.floor_divide(t, spec.slide_us) + 1) * spec.slide_us
     return end - spec.window_us, end
-
-
-def window_start_sql(spec: AggregationSpec, t_us: str) -> str:
-    """``window_bounds``'s start as a DuckDB expression over the BIGINT microseconds
-    ``t_us`` (times after 1970: ``//`` truncates, which is the floor there)."""
-    s, w = spec.slide_us, spec.window_us
-    return f"((({t_us}) // {s} + 1) * {s} - {w})"
 
 
 @dataclass(frozen=True)
@@ -207,11 +198,6 @@ def window_tiles(spec: AggregationSpec, tile_us: int, t_us: int) -> range:
 
 def _divide(total: np.ndarray, n: np.ndarray) -> np.ndarray:
     return total / np.where(n > 0, n, 1)
-
-
-def outputs_in_order(windows: WindowSet, names: Sequence[str]) -> list[AggregationSpec]:
-    """The specs of ``names`` (outputs of ``windows``), in that order."""
-    return [windows.spec(name) for name in names]
 
 
 def oldest_live_tile(windows: WindowSet, now_us: int) -> int:
