@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from frost.checks import ViewChecker
 from frost.codec import EntityKeyEncoder
+from frost.contracts import ViewContract
 from frost.online import OnlineStore, SketchRows
 from frost.pipelines.engines._base import Engine, MaterializeTask, ViewReport
 from frost.pipelines.engines._writes import EVENT_TIME
@@ -104,6 +105,7 @@ def usable_events(events: pa.Table, windows: WindowSet) -> tuple[pa.Table, int]:
 
 def aggregate_columns(
     view: ViewSchema,
+    contract: ViewContract,
     *,
     events: pa.Table,
     rows: pa.Table,
@@ -147,18 +149,12 @@ def aggregate_columns(
         )
         for name, output in features.items()
     }
-    checker = ViewChecker(_contract_of(view))
-    outcome = checker.check(pa.table({features[n]: a for n, a in typed.items()}))
+    by_output = pa.table({features[n]: a for n, a in typed.items()})
+    outcome = ViewChecker(contract).check(by_output)
     if outcome.violations:
-        nulled = outcome.nulled(pa.table({features[n]: a for n, a in typed.items()}))
+        nulled = outcome.nulled(by_output)
         typed = {name: nulled.column(features[name]).combine_chunks() for name in typed}
     return typed, int(missing.sum())
-
-
-def _contract_of(view: ViewSchema) -> Any:
-    from frost.repo import contract_of
-
-    return contract_of(view)[0]
 
 
 def _codes(keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

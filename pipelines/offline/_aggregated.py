@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from frost.pipelines.engines import Engine, MaterializeTask, TrainingCounts, TrainingJob, ViewJoin
-from frost.pipelines.engines._aggregates import aggregate_columns
+from frost.pipelines.engines._aggregates import aggregate_columns, usable_events
 
 __all__ = ["add_aggregates"]
 
@@ -39,7 +39,8 @@ def add_aggregates(
         assert windows is not None
         reach = max(s.window_us + s.slide_us for s in windows.specs)
         start = first - timedelta(microseconds=reach)
-        events[join.view.name] = engine.events(task, start, last + timedelta(microseconds=1))
+        read = engine.events(task, start, last + timedelta(microseconds=1))
+        events[join.view.name] = usable_events(read, windows)[0]
     order = None
     for path in files:
         table = pq.read_table(path)
@@ -47,7 +48,7 @@ def add_aggregates(
             found = events[join.view.name]
             names = dict(zip(join.output_names, join.features, strict=True))
             columns, unmatched = aggregate_columns(
-                join.view, events=_usable(found, join), rows=table, time_column=time_column,
+                join.view, join.contract, events=found, rows=table, time_column=time_column,
                 features=names, project=task.project,
             )  # fmt: skip
             counts.unmatched[join.view.name] = counts.unmatched.get(join.view.name, 0) + unmatched
@@ -61,13 +62,6 @@ def add_aggregates(
         staging = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, staging)
         staging.replace(path)
-
-
-def _usable(events: pa.Table, join: ViewJoin) -> pa.Table:
-    from frost.pipelines.engines._aggregates import usable_events
-
-    assert join.view.windows is not None
-    return usable_events(events, join.view.windows)[0]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
