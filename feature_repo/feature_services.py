@@ -1,6 +1,7 @@
 """Feature services: what each model asks for, mixing views."""
 
 from feast import FeatureService
+from on_demand_views import profile_segments, purchase_context, session_intensity
 
 from feature_views import (
     experience_live,
@@ -42,4 +43,15 @@ player_engagement = FeatureService(
         user_session_live[["session_minutes", "device"]],
     ],
     description="Engagement of a player now: windowed play counts next to profile and session.",
+)
+
+purchase_scoring = FeatureService(
+    name="purchase_scoring",
+    features=[
+        user_profile[["level", "is_premium"]],
+        purchase_context,
+        session_intensity,
+        profile_segments,
+    ],
+    description="Scores a purchase as it happens: the basket next to the player's history.",
 )

@@ -14,6 +14,7 @@ and the gRPC status it maps to, so the CLI and the server translate errors in on
     │   └── OnlineStoreUnavailable  exit 1  UNAVAILABLE         Redis could not be reached
     ├── BrokerUnavailable           exit 1  UNAVAILABLE         the Kafka broker is unreachable
     ├── JobError                    exit 1  INTERNAL            a batch job failed while running
+    ├── TransformError              exit 1  INTERNAL            an on-demand view's function failed
     ├── PartialFailure              exit 2 or 1                 some views failed, the rest done
     └── ServiceStartError           exit 1  UNAVAILABLE         a local service did not come up
 
@@ -41,6 +42,7 @@ __all__ = [
     "PartialFailure",
     "SchemaMismatch",
     "ServiceStartError",
+    "TransformError",
     "UnknownObject",
     "first_line",
 ]
@@ -125,6 +127,11 @@ class BrokerUnavailable(FrostError):
 
 class JobError(FrostError):
     """A batch job failed while running (Spark could not start, a task failed)."""
+
+
+class TransformError(FrostError):
+    """An on-demand view's function raised, or returned what its schema does not declare;
+    the message names the view (and the output) and the exception type."""
 
 
 class PartialFailure(FrostError):

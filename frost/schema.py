@@ -8,6 +8,7 @@ from typing import Any
 
 from frost.codec import FeatureType, JoinKey
 from frost.errors import DefinitionError, UnknownObject
+from frost.transforms._spec import OnDemandSpec
 from frost.windows import AggregationSpec, WindowSet, from_feast
 
 __all__ = ["FeatureSpec", "ViewSchema"]
@@ -38,6 +39,15 @@ class ViewSchema:
     # Windowed aggregations (a stream view's Feast ``Aggregation``s): its features are
     # their outputs, computed from tiles (``frost.windows``) rather than stored as values.
     aggregations: tuple[AggregationSpec, ...] = ()
+    # An on-demand view (Feast's ``OnDemandFeatureView``): its features are its function's
+    # outputs, computed at request time, or when its source is written
+    # (``write_to_online_store``, then stored and read like any view's).
+    on_demand: OnDemandSpec | None = None
+
+    @property
+    def computed_at_request(self) -> bool:
+        """Whether reading this view runs its function (not stored online)."""
+        return self.on_demand is not None and not self.on_demand.write_to_online_store
 
     @property
     def windows(self) -> WindowSet | None:
@@ -72,6 +82,7 @@ class ViewSchema:
             "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
             "tags": dict(self.tags),
             "aggregations": [a.to_json() for a in self.aggregations],
+            "on_demand": self.on_demand.to_json() if self.on_demand else None,
         }
 
     @classmethod
@@ -94,6 +105,7 @@ class ViewSchema:
             aggregations=tuple(
                 AggregationSpec.from_json(a) for a in data.get("aggregations") or ()
             ),
+            on_demand=OnDemandSpec.from_json(data["on_demand"]) if data.get("on_demand") else None,
         )
 
     @classmethod
@@ -135,3 +147,51 @@ class ViewSchema:
             tags=tuple(sorted((view.tags or {}).items())),
             aggregations=tuple(spec for spec in parsed if spec is not None),
         )
+
+    @classmethod
+    def from_feast_on_demand(cls, view: Any) -> ViewSchema:
+        """Build from a ``feast.OnDemandFeatureView``. Contracts on its outputs are view tags
+        ``frost.<rule>.<field>`` (Feast refuses tags on an on-demand view's fields); they
+        become the field's ``frost.<rule>`` tags."""
+        name = view.name
+        moved: dict[str, dict[str, str]] = {}
+        tags = {}
+        outputs = {field.name for field in view.features}
+        for tag, value in (view.tags or {}).items():
+            rule, field_name = _field_rule(tag, outputs)
+            if rule is None:
+                tags[tag] = value
+            else:
+                moved.setdefault(field_name, {})[rule] = value
+        join_keys = tuple(
+            JoinKey(column.name, FeatureType.of_feast_field(column, f"view '{name}'"))
+            for column in getattr(view, "entity_columns", None) or ()
+            if column.name != "__dummy_id"
+        )
+        features = tuple(
+            FeatureSpec(
+                field.name,
+                FeatureType.of_feast_field(field, f"on-demand view '{name}', field '{field.name}'"),
+                tuple(sorted({**(field.tags or {}), **moved.get(field.name, {})}.items())),
+            )
+            for field in view.features
+        )
+        return cls(
+            name=name,
+            join_keys=join_keys,
+            features=features,
+            tags=tuple(sorted(tags.items())),
+            on_demand=OnDemandSpec.from_feast(view),
+        )
+
+
+_FIELD_RULES = ("frost.min.", "frost.max.", "frost.not_null.", "frost.allowed_values.")
+
+
+def _field_rule(tag: str, outputs: set[str]) -> tuple[str | None, str]:
+    """``("frost.min", "x")`` for the view tag ``frost.min.x`` naming an output, else
+    ``(None, "")`` (the tag stays a view tag: contract parsing reports unknown ones)."""
+    for prefix in _FIELD_RULES:
+        if tag.startswith(prefix) and tag[len(prefix) :] in outputs:
+            return prefix[:-1], tag[len(prefix) :]
+    return None, ""

@@ -7,6 +7,12 @@ judge every path uses (``frost.online``: NOT_FOUND, NULL_VALUE, INVALID, OUTSIDE
 PRESENT), and the bytes of the values served, unparsed, are framed into Feast's
 ``GetOnlineFeaturesResponse``. A stored value that is not a value of its type is INVALID
 (withheld, reported in ``Counts.malformed``); the rest of the response is served.
+
+With on-demand views, every read view is judged first; each on-demand view's function then
+runs once over all the request's rows (``frost.transforms``), on the decoded inputs and the
+request fields. An output carries the worst status of its row's inputs (INVALID, which
+withholds it, then NOT_FOUND, then OUTSIDE_MAX_AGE), else NULL_VALUE or PRESENT; an output
+breaking its contract is INVALID and withheld.
 """
 
 from __future__ import annotations
@@ -16,12 +22,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from frost.codec import decode_column, python_value
 from frost.errors import BadInput
 from frost.online import AsyncRedis, Malformed
-from frost.online._judge import PRESENT, Judgement, judge_row, judge_view
+from frost.online._judge import (
+    INVALID,
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    Judgement,
+    judge_row,
+    judge_view,
+)
 from frost.online._read_plan import TILES, ViewRead
 from frost.online._tile_read import judge_tiles, tile_commands
-from frost.serving._plan import LookupPlan, metadata
+from frost.serving._plan import LookupPlan, TransformStep, metadata
 from frost.serving._wire import (
     EMPTY_TIMESTAMP,
     RESULT_TAG,
@@ -35,7 +51,7 @@ from frost.serving._wire import (
     varint,
 )
 
-__all__ = ["Counts", "EntityColumns", "entity_columns", "lookup"]
+__all__ = ["Counts", "EntityColumns", "entity_columns", "lookup", "request_columns"]
 
 EntityColumns = dict[str, list[Any]]
 
@@ -90,6 +106,50 @@ def entity_columns(request: Any, plan: LookupPlan, max_entities: int) -> EntityC
     return columns
 
 
+def request_columns(request: Any, plan: LookupPlan, rows: int) -> dict[str, list[Any]]:
+    """The request fields the plan's on-demand views take, as Python values (``None`` for a
+    null), from ``request_context``. Raises ``BadInput`` naming the field and the view for
+    a missing field, one of another length than the entity columns, or a mistyped value,
+    and for fields no view of the request takes."""
+    given = request.request_context
+    known = {f.name for f in plan.request_fields}
+    extra = sorted(k for k in given if k not in known)
+    if extra:
+        takes = ", ".join(sorted(known)) or "none"
+        raise BadInput(
+            f"request_context field(s) {', '.join(extra)} are not request fields of "
+            f"{_wanted(plan)}; it takes {takes}"
+        )
+    columns: dict[str, list[Any]] = {}
+    for wanted in plan.request_fields:
+        where = f"request field '{wanted.name}' (on-demand view '{wanted.view}')"
+        if wanted.name not in given:
+            raise BadInput(f"{where} is missing from request_context")
+        values = given[wanted.name].val
+        if len(values) != rows:
+            raise BadInput(f"{where} has {len(values)} value(s) for {rows} entity row(s)")
+        out = []
+        for row, value in enumerate(values):
+            kind = value.WhichOneof("val")
+            if kind is None or kind == "null_val":
+                out.append(None)
+                continue
+            if kind not in wanted.oneofs:
+                raise BadInput(
+                    f"{where} row {row}: expected {wanted.oneofs[0]} ({wanted.type}), got {kind}"
+                )
+            item = python_value(value)
+            if (
+                kind == "int64_val"
+                and wanted.type.scalar.name == "INT32"
+                and not (-(2**31) <= item < 2**31)
+            ):
+                raise BadInput(f"{where} row {row}: {item} is out of range for Int32")
+            out.append(item)
+        columns[wanted.name] = out
+    return columns
+
+
 def _key_values(name: str, values: Sequence[Any], plan: LookupPlan) -> list[Any]:
     key = plan.key_plans[name]
     out = []
@@ -127,6 +187,12 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     been flushed while waiting); ``sample_ages`` also records the age of every view row.
     """
     rows = len(next(iter(columns.values())))
+    # Checked before reading (a plan without on-demand views takes no request fields).
+    fields = (
+        request_columns(request, plan, rows)
+        if plan.frames is not None or len(request.request_context)
+        else {}
+    )
     groups = plan.read.groups
     keys = [group.keys.encode_rows(columns) for group in groups]
     reads = [
@@ -147,6 +213,10 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     for name in names:
         out.append(_entity_vector(request.entities[name].val, rows))
     malformed: list[Malformed] = []
+    if plan.frames is not None:
+        judged = _judged(plan, replies, keys, rows, now, tally, ages)
+        out += _composed(plan, judged, columns, fields, rows, tally)
+        return b"".join(out)
     for group, index in plan.read.order:
         if group == TILES:
             at = len(groups) + index
@@ -165,6 +235,109 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
             tally.malformed += [(m, keys[group][m.row]) for m in malformed]
             malformed = []
     return b"".join(out)
+
+
+def _judged(  # noqa: PLR0917 - one call site
+    plan: LookupPlan,
+    replies: list[Any],
+    keys: list[list[bytes]],
+    rows: int,
+    now: float,
+    tally: Counts,
+    ages: list[tuple[str, float]] | None,
+) -> list[Judgement]:
+    """Every read view judged, in ``plan.read.views`` order."""
+    groups, tiles = plan.read.groups, plan.read.tiles
+    judged = []
+    malformed: list[Malformed] = []
+    for group, index in plan.read.order:
+        if group == TILES:
+            at = len(groups) + index
+            judged.append(judge_tiles(tiles[index], replies[at], rows, now, malformed))
+        else:
+            at = group
+            view = groups[group].views[index]
+            judged.append(judge_view(view, replies[group], now, malformed, ages))
+        if malformed:
+            tally.malformed += [(m, keys[at][m.row]) for m in malformed]
+            malformed = []
+    return judged
+
+
+def _composed(  # noqa: PLR0917 - one call site
+    plan: LookupPlan,
+    judged: list[Judgement],
+    columns: EntityColumns,
+    fields: dict[str, list[Any]],
+    rows: int,
+    tally: Counts,
+) -> list[bytes]:
+    """The FeatureVectors of a plan with frames: requested features of the reads, and the
+    outputs of its on-demand views."""
+    assert plan.frames is not None
+    out: list[bytes] = []
+    views = plan.read.views
+    for frame in plan.frames:
+        if frame.step >= 0:
+            step = plan.steps[frame.step]
+            out += _framed(step.name, _transformed(step, judged, columns, fields, rows), tally)
+            continue
+        whole = judged[frame.index]
+        part = Judgement(
+            whole.stamps,
+            [whole.statuses[p] for p in frame.positions],
+            [whole.values[p] for p in frame.positions],
+        )
+        out += _framed(views[frame.index].name, part, tally)
+    return out
+
+
+# How bad an input's status is for the outputs computed from it (0: does not matter).
+_RANK = {INVALID: 3, NOT_FOUND: 2, OUTSIDE_MAX_AGE: 1}
+_BY_RANK = {3: INVALID, 2: NOT_FOUND, 1: OUTSIDE_MAX_AGE}
+
+
+def _transformed(
+    step: TransformStep,
+    judged: list[Judgement],
+    columns: EntityColumns,
+    fields: dict[str, list[Any]],
+    rows: int,
+) -> Judgement:
+    """Run one on-demand view over the request's rows and judge its outputs."""
+    transform = step.transform
+    features = {}
+    worst = [0] * rows
+    for (name, (index, position)), (_, _, _, type_) in zip(
+        step.inputs, transform.inputs, strict=True
+    ):
+        found = judged[index]
+        features[name] = decode_column(found.values[position], type_)
+        for row, status in enumerate(found.statuses[position]):
+            rank = _RANK.get(status, 0)
+            worst[row] = max(worst[row], rank)
+    extra = {key: columns[key] for key in step.keys}
+    for name in step.fields:
+        extra[name] = fields[name]
+    outputs = transform.run(features, extra, rows, step.wanted)
+    encoded = transform.encoded(outputs, step.wanted)
+    statuses, values = [], []
+    for name, check in zip(step.wanted, step.checks, strict=True):
+        raw = encoded[name]
+        column = [
+            _BY_RANK[rank] if rank else (NULL_VALUE if not value else PRESENT)
+            for rank, value in zip(worst, raw, strict=True)
+        ]
+        if check is not None:
+            array = transform.arrays(outputs, [name])[name]
+            for violation in check.violations(array):
+                for row in violation.rows.tolist():
+                    column[row] = INVALID
+        if INVALID in column:
+            raw = [b"" if s == INVALID else v for s, v in zip(column, raw, strict=True)]
+        statuses.append(column)
+        values.append(raw)
+    return Judgement([None] * rows, statuses, values)
 
 
 def _entity_vector(values: Sequence[Any], rows: int) -> bytes:

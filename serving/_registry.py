@@ -60,7 +60,9 @@ class Snapshot:
                 self._list_plans.move_to_end(refs)
                 return plan
         request = parse_refs(refs, self.views)
-        plan = compile_plan("features", None, request, self.contracts, self.project)
+        plan = compile_plan(
+            "features", None, request, self.contracts, self.project, self.views
+        )
         with self._lock:
             self._list_plans[refs] = plan
             while len(self._list_plans) > _LIST_PLAN_CACHE:
@@ -72,6 +74,8 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
     """Read the applied registry of ``repo`` and compile every feature service."""
     feast_views = repo.feast_views()
     views = {name: ViewSchema.from_feast(view) for name, view in feast_views.items()}
+    for name, view in repo.feast_on_demand_views().items():
+        views[name] = ViewSchema.from_feast_on_demand(view)
     contracts = repo.contracts()
     services: dict[str, ServiceSpec] = {}
     plans: dict[str, LookupPlan] = {}
@@ -80,7 +84,7 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
         try:
             spec = repo.service_spec(service, views)
             plans[spec.name] = compile_plan(
-                spec.name, spec.name, spec.views, contracts, repo.project
+                spec.name, spec.name, spec.views, contracts, repo.project, views
             )
             services[spec.name] = spec
         except FrostError as exc:

@@ -89,10 +89,6 @@ class FeatureServer:
                 raise _Abort(
                     grpc.StatusCode.PERMISSION_DENIED, f"client '{client}' may not use {what}"
                 )
-            if len(request.request_context):
-                raise BadInput(
-                    "request_context is for on-demand feature views, which Frost does not serve"
-                )
             columns = entity_columns(request, plan, self._settings.max_entities_per_request)
             rows = len(next(iter(columns.values())))
             sample = random.random() < _AGE_SAMPLE

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from frost.contracts import FieldSpec, ViewContract, parse_view_contract, raise_for_issues
 from frost.errors import ContractIssue, DefinitionError, FrostError, first_line
 from frost.schema import ViewSchema
+from frost.transforms import load_function
+from frost.transforms._spec import MODES
 from frost.windows import aggregation_issues, from_feast
 
 if TYPE_CHECKING:
@@ -63,6 +65,17 @@ def parse_definitions(repo: Path) -> Definitions:
         contracts[schema.name], found = contract_of(schema)
         issues += found
         problems += aggregation_problems(view, schema, repo)
+    for view in contents.on_demand_feature_views:
+        try:
+            schema = ViewSchema.from_feast_on_demand(view)
+        except DefinitionError as exc:
+            problems.append(str(exc))
+            continue
+        schemas[schema.name] = schema
+        contracts[schema.name], found = contract_of(schema)
+        issues += found
+        entity_keys = {e.name: e.join_key for e in contents.entities}
+        problems += on_demand_problems(view, schema, schemas, entity_keys)
     if problems:
         raise DefinitionError("; ".join(problems))
     raise_for_issues(issues)
@@ -85,6 +98,50 @@ def aggregation_problems(feast_view: Any, schema: ViewSchema, repo: Path) -> lis
     return aggregation_issues(
         schema.name, schema.aggregations, outputs, _source_columns(feast_view, repo)
     )
+
+
+def on_demand_problems(
+    feast_view: Any,
+    schema: ViewSchema,
+    views: dict[str, ViewSchema],
+    entity_keys: dict[str, str],
+) -> list[str]:
+    """What Frost cannot run of an on-demand view, each problem naming the view
+    (``entity_keys``: the join key of each entity of the repo)."""
+    spec = schema.on_demand
+    assert spec is not None
+    where = f"on-demand view '{schema.name}'"
+    problems = []
+    if spec.mode not in MODES:
+        problems.append(f"{where}: mode '{spec.mode}' is not one Frost runs (python, pandas)")
+    if getattr(feast_view, "aggregations", None):
+        problems.append(f"{where}: aggregations on an on-demand view are not supported by Frost")
+    for source in spec.inputs:
+        found = views.get(source.view)
+        if found is None or found.on_demand is not None:
+            problems.append(
+                f"{where}: source '{source.view}' is not a feature view of this repo "
+                "(on-demand views take feature views and request sources)"
+            )
+    if spec.write_to_online_store:
+        if len(spec.inputs) != 1 or spec.request_fields:
+            problems.append(
+                f"{where}: write_to_online_store views are computed when their source is "
+                "written, so they take exactly one feature view and no request source"
+            )
+        elif (source := views.get(spec.inputs[0].view)) is not None:
+            keys = [entity_keys.get(e, e) for e in feast_view.entities or () if e != "__dummy"]
+            if sorted(source.join_key_names) != sorted(keys):
+                problems.append(
+                    f"{where}: write_to_online_store needs the entities of its source "
+                    f"'{source.name}' (join keys {', '.join(source.join_key_names)}); it has "
+                    f"{', '.join(keys) or 'none'}"
+                )
+    try:
+        load_function(schema.name, spec)
+    except DefinitionError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def _source_columns(feast_view: Any, repo: Path) -> list[str] | None:

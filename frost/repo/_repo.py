@@ -152,8 +152,16 @@ class FeatureRepo:
     def views(self) -> dict[str, ViewSchema]:
         return {name: entry.schema for name, entry in self.snapshot.views.items()}
 
+    def on_demand_views(self) -> dict[str, ViewSchema]:
+        """The applied on-demand views, by name."""
+        return self.snapshot.on_demand
+
+    def servable_views(self) -> dict[str, ViewSchema]:
+        """Every view a request may name: feature views and on-demand views."""
+        return self.snapshot.servable
+
     def view(self, name: str) -> ViewSchema:
-        views = self.views()
+        views = self.servable_views()
         if name not in views:
             known = ", ".join(sorted(views)) or "none (run frost apply first)"
             raise UnknownObject(f"unknown feature view '{name}'; applied views: {known}")
@@ -166,8 +174,8 @@ class FeatureRepo:
             return self._contracts[1]
         out: dict[str, ViewContract] = {}
         issues: list[ContractIssue] = []
-        for name, entry in snapshot.views.items():
-            out[name], found = contract_of(entry.schema)
+        for name, schema in snapshot.servable.items():
+            out[name], found = contract_of(schema)
             issues += found
         raise_for_issues(issues)
         self._contracts = (snapshot, out)
@@ -175,7 +183,7 @@ class FeatureRepo:
 
     def services(self) -> dict[str, ServiceSpec]:
         snapshot = self.snapshot
-        views = self.views()
+        views = snapshot.servable
         return {
             name: ServiceSpec(
                 name, tuple((views[v], features) for v, features in entry.views), entry.tags
@@ -226,6 +234,12 @@ class FeatureRepo:
             for view in store.list_stream_feature_views(allow_cache=False):
                 views[view.name] = view
         return views
+
+    def feast_on_demand_views(self) -> dict[str, Any]:
+        """Applied on-demand feature views, by name."""
+        store = self.feature_store
+        with importable(self.path):
+            return {v.name: v for v in store.list_on_demand_feature_views(allow_cache=False)}
 
     def feature_services(self) -> list[Any]:
         """Applied Feast ``FeatureService`` objects, read fresh from the registry."""

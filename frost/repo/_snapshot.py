@@ -97,6 +97,12 @@ class RegistrySnapshot:
     unservable: dict[str, str] = field(default_factory=dict)  # service -> why
     registry_digest: str | None = None
     descriptors: bytes | None = None  # FileDescriptorSet of Feast's Registry message
+    on_demand: dict[str, ViewSchema] = field(default_factory=dict)  # on-demand views
+
+    @property
+    def servable(self) -> dict[str, ViewSchema]:
+        """Every view a request or a service may name: feature views and on-demand views."""
+        return {name: e.schema for name, e in self.views.items()} | self.on_demand
 
     def with_intervals(self, added: list[tuple[str, Interval]], digest: str) -> RegistrySnapshot:
         """This snapshot after recording ``added`` materializations into the registry."""
@@ -108,8 +114,9 @@ class RegistrySnapshot:
                 (*entry.intervals, interval),
             )  # fmt: skip
         return RegistrySnapshot(
-            self.project, views, self.services, self.unservable, digest, self.descriptors
-        )
+            self.project, views, self.services, self.unservable, digest, self.descriptors,
+            self.on_demand,
+        )  # fmt: skip
 
     # -- JSON -------------------------------------------------------------------------------
 
@@ -119,6 +126,7 @@ class RegistrySnapshot:
             "project": self.project,
             "registry_digest": self.registry_digest,
             "views": [_view_json(v) for _, v in sorted(self.views.items())],
+            "on_demand": [v.to_json() for _, v in sorted(self.on_demand.items())],
             "services": [
                 {
                     "name": s.name,
@@ -155,6 +163,7 @@ class RegistrySnapshot:
             unservable=dict(data.get("unservable") or {}),
             registry_digest=data.get("registry_digest"),
             descriptors=base64.b64decode(descriptors) if descriptors else None,
+            on_demand={v["name"]: ViewSchema.from_json(v) for v in data.get("on_demand") or ()},
         )
 
 
@@ -199,18 +208,25 @@ def compile_snapshot(
                 (_utc(start), _utc(end)) for start, end in view.materialization_intervals
             ),
         )
+    on_demand = {
+        view.name: ViewSchema.from_feast_on_demand(view)
+        for view in store.list_on_demand_feature_views(allow_cache=False)
+    }
+    servable = {n: v.schema for n, v in views.items()} | on_demand
     services: dict[str, ServiceEntry] = {}
     unservable: dict[str, str] = {}
     for service in store.registry.list_feature_services(project, allow_cache=False):
         try:
-            members = service_views(service, {n: v.schema for n, v in views.items()})
+            members = service_views(service, servable)
         except DefinitionError as exc:
             unservable[service.name] = str(exc)
             continue
         services[service.name] = ServiceEntry(
             service.name, members, tuple(sorted((service.tags or {}).items()))
         )
-    return RegistrySnapshot(project, views, services, unservable, digest, feast_descriptors())
+    return RegistrySnapshot(
+        project, views, services, unservable, digest, feast_descriptors(), on_demand
+    )
 
 
 def source_spec(source: Any, repo_path: Path) -> SourceSpec | None:

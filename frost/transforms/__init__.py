@@ -1,0 +1,13 @@
+"""On-demand feature views: their declarations and the one place their functions run."""
+
+from frost.transforms._run import Transform, compile_transform
+from frost.transforms._spec import InputView, OnDemandSpec, RequestField, load_function
+
+__all__ = [
+    "InputView",
+    "OnDemandSpec",
+    "RequestField",
+    "Transform",
+    "compile_transform",
+    "load_function",
+]
