@@ -128,7 +128,7 @@ def request_columns(request: Any, plan: LookupPlan, rows: int) -> dict[str, list
         values = given[wanted.name].val
         if len(values) != rows:
             raise BadInput(f"{where} has {len(values)} value(s) for {rows} entity row(s)")
-        out = []
+        out: list[Any] = []
         for row, value in enumerate(values):
             kind = value.WhichOneof("val")
             if kind is None or kind == "null_val":
@@ -152,7 +152,7 @@ def request_columns(request: Any, plan: LookupPlan, rows: int) -> dict[str, list
 
 def _key_values(name: str, values: Sequence[Any], plan: LookupPlan) -> list[Any]:
     key = plan.key_plans[name]
-    out = []
+    out: list[Any] = []
     for row, value in enumerate(values):
         kind = value.WhichOneof("val")
         if kind not in key.oneofs:
@@ -214,8 +214,8 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
         out.append(_entity_vector(request.entities[name].val, rows))
     malformed: list[Malformed] = []
     if plan.frames is not None:
-        judged = _judged(plan, replies, keys, rows, now, tally, ages)
-        out += _composed(plan, judged, columns, fields, rows, tally)
+        every = _judged(plan, replies, keys, rows, now, tally, ages)
+        out += _composed(plan, every, columns, fields, rows, tally)
         return b"".join(out)
     for group, index in plan.read.order:
         if group == TILES:
@@ -308,15 +308,15 @@ def _transformed(
     transform = step.transform
     features = {}
     worst = [0] * rows
-    for (name, (index, position)), (_, _, _, type_) in zip(
+    for (key, (index, position)), (_, _, _, type_) in zip(
         step.inputs, transform.inputs, strict=True
     ):
         found = judged[index]
-        features[name] = decode_column(found.values[position], type_)
+        features[key] = decode_column(found.values[position], type_)
         for row, status in enumerate(found.statuses[position]):
             rank = _RANK.get(status, 0)
             worst[row] = max(worst[row], rank)
-    extra = {key: columns[key] for key in step.keys}
+    extra = {name: columns[name] for name in step.keys}
     for name in step.fields:
         extra[name] = fields[name]
     outputs = transform.run(features, extra, rows, step.wanted)

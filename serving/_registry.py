@@ -60,9 +60,7 @@ class Snapshot:
                 self._list_plans.move_to_end(refs)
                 return plan
         request = parse_refs(refs, self.views)
-        plan = compile_plan(
-            "features", None, request, self.contracts, self.project, self.views
-        )
+        plan = compile_plan("features", None, request, self.contracts, self.project, self.views)
         with self._lock:
             self._list_plans[refs] = plan
             while len(self._list_plans) > _LIST_PLAN_CACHE:

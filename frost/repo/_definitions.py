@@ -65,17 +65,17 @@ def parse_definitions(repo: Path) -> Definitions:
         contracts[schema.name], found = contract_of(schema)
         issues += found
         problems += aggregation_problems(view, schema, repo)
-    for view in contents.on_demand_feature_views:
+    entity_keys = {e.name: e.join_key for e in contents.entities}
+    for odfv in contents.on_demand_feature_views:
         try:
-            schema = ViewSchema.from_feast_on_demand(view)
+            schema = ViewSchema.from_feast_on_demand(odfv)
         except DefinitionError as exc:
             problems.append(str(exc))
             continue
         schemas[schema.name] = schema
         contracts[schema.name], found = contract_of(schema)
         issues += found
-        entity_keys = {e.name: e.join_key for e in contents.entities}
-        problems += on_demand_problems(view, schema, schemas, entity_keys)
+        problems += on_demand_problems(odfv, schema, schemas, entity_keys)
     if problems:
         raise DefinitionError("; ".join(problems))
     raise_for_issues(issues)
@@ -116,11 +116,11 @@ def on_demand_problems(
         problems.append(f"{where}: mode '{spec.mode}' is not one Frost runs (python, pandas)")
     if getattr(feast_view, "aggregations", None):
         problems.append(f"{where}: aggregations on an on-demand view are not supported by Frost")
-    for source in spec.inputs:
-        found = views.get(source.view)
+    for each in spec.inputs:
+        found = views.get(each.view)
         if found is None or found.on_demand is not None:
             problems.append(
-                f"{where}: source '{source.view}' is not a feature view of this repo "
+                f"{where}: source '{each.view}' is not a feature view of this repo "
                 "(on-demand views take feature views and request sources)"
             )
     if spec.write_to_online_store:

@@ -156,6 +156,17 @@ class FeatureRepo:
         """The applied on-demand views, by name."""
         return self.snapshot.on_demand
 
+    def written_on_demand(self, view: str) -> list[ViewSchema]:
+        """The ``write_to_online_store`` on-demand views computed from ``view``'s rows
+        whenever they are written (materialization, streaming)."""
+        return [
+            odfv
+            for _, odfv in sorted(self.snapshot.on_demand.items())
+            if odfv.on_demand is not None
+            and odfv.on_demand.write_to_online_store
+            and odfv.on_demand.input_views == [view]
+        ]
+
     def servable_views(self) -> dict[str, ViewSchema]:
         """Every view a request may name: feature views and on-demand views."""
         return self.snapshot.servable

@@ -1,6 +1,6 @@
 """On-demand feature views: their declarations and the one place their functions run."""
 
-from frost.transforms._run import Transform, compile_transform
+from frost.transforms._run import Transform, compile_transform, written_outputs
 from frost.transforms._spec import InputView, OnDemandSpec, RequestField, load_function
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
     "Transform",
     "compile_transform",
     "load_function",
+    "written_outputs",
 ]

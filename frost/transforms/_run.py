@@ -20,7 +20,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
@@ -31,9 +31,9 @@ from frost.transforms._spec import load_function
 if TYPE_CHECKING:  # the schema holds on-demand specs: imported for annotations only
     from frost.schema import ViewSchema
 
-__all__ = ["Transform", "compile_transform"]
+__all__ = ["Transform", "compile_transform", "written_outputs"]
 
-Column = Sequence[Any] | pa.Array | pa.ChunkedArray
+Column: TypeAlias = Sequence[Any] | pa.Array | pa.ChunkedArray
 # Numeric scalars encoded without Arrow when the function returned Python numbers.
 _NUMBERS = {Scalar.DOUBLE, Scalar.FLOAT, Scalar.INT32, Scalar.INT64}
 
@@ -145,8 +145,8 @@ class Transform:
             values = _py(features[(view, feature)])
             for name in names:
                 columns[name] = values
-        for name, values in extra.items():
-            columns[name] = _py(values)
+        for name, given in extra.items():
+            columns[name] = _py(given)
         return columns
 
     def _frame(
@@ -197,7 +197,8 @@ class Transform:
 
 def _py(values: Column) -> list[Any]:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values.to_pylist()
+        converted: list[Any] = values.to_pylist()
+        return converted
     return values if isinstance(values, list) else list(values)
 
 
@@ -286,3 +287,16 @@ def compile_transform(view: ViewSchema, views: Mapping[str, ViewSchema]) -> Tran
     if spec is None:
         raise ValueError(f"'{view.name}' is not an on-demand view")
     return _cached(view, tuple(views[name] for name in dict.fromkeys(spec.input_views)))
+
+
+def written_outputs(
+    view: ViewSchema, source: ViewSchema, table: pa.Table, time_column: str
+) -> pa.Table:
+    """The rows of on-demand view ``view`` (``write_to_online_store``) computed from rows
+    of its source view, as the writers store them: join keys, outputs, event times."""
+    transform = compile_transform(view, {source.name: source})
+    features = {(source.name, name): table.column(name) for _, name, _, _ in transform.inputs}
+    keys = {k: table.column(k) for k in source.join_key_names}
+    wanted = view.feature_names
+    outputs = transform.arrays(transform.run(features, keys, table.num_rows, wanted), wanted)
+    return pa.table({**keys, **outputs, time_column: table.column(time_column)})

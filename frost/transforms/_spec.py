@@ -125,7 +125,7 @@ def load_function(view: str, spec: OnDemandSpec) -> Callable[..., Any]:
     if function is not None:
         return function
     if spec.pickled:
-        import dill
+        import dill  # type: ignore[import-untyped]
 
         try:
             loaded = dill.loads(spec.pickled)

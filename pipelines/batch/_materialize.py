@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from frost.contracts import ViewContract
 from frost.errors import (
     BadInput,
     DefinitionError,
@@ -34,6 +35,7 @@ from frost.pipelines.engines import (
 )
 from frost.pipelines.engines._aggregates import backfill_tiles
 from frost.repo import FeatureRepo, ViewEntry
+from frost.schema import ViewSchema
 from frost.settings import SparkSettings
 
 Window = tuple[datetime, datetime]
@@ -152,10 +154,18 @@ def plan_tasks(
             )
             continue
         task = MaterializeTask(
-            entry.schema, contracts[name], entry.batch_source, redis, repo.project
-        )
+            entry.schema, contracts[name], entry.batch_source, redis, repo.project,
+            derived_views(repo, name, contracts),
+        )  # fmt: skip
         out.append((entry, task))
     return out
+
+
+def derived_views(
+    repo: FeatureRepo, view: str, contracts: dict[str, ViewContract]
+) -> tuple[tuple[ViewSchema, ViewContract], ...]:
+    """The on-demand views written with ``view``'s rows, with their contracts."""
+    return tuple((odfv, contracts[odfv.name]) for odfv in repo.written_on_demand(view))
 
 
 def _checked(

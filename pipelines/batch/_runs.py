@@ -26,6 +26,7 @@ from frost.pipelines.batch._materialize import (
     RunOptions,
     Window,
     check_window,
+    derived_views,
     incremental_windows,
     run,
     utc,
@@ -195,9 +196,11 @@ def write_file(
         source = dataclasses.replace(source, kind="file", location=str(path), file_format="parquet")
     if source is None:
         raise BadInput(f"feature view '{view}' has no batch source; pass --file")
+    contracts = repo.contracts()
     task = MaterializeTask(
-        entry.schema, repo.contracts()[view], source, repo.online_config, repo.project
-    )
+        entry.schema, contracts[view], source, repo.online_config, repo.project,
+        derived_views(repo, view, contracts),
+    )  # fmt: skip
     quarantine = Quarantine(
         repo.settings.quarantine_dir(repo.path), "write-" + uuid.uuid4().hex[:6]
     )

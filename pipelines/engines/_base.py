@@ -40,6 +40,9 @@ class MaterializeTask:
     source: SourceSpec
     redis: RedisStoreConfig
     project: str
+    # On-demand views with ``write_to_online_store`` fed by this view, with their contracts:
+    # computed from the rows written and written next to them.
+    derived: tuple[tuple[ViewSchema, ViewContract], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from frost.errors import OnlineStoreUnavailable
 from frost.online import OnlineStore, WriteStats
 from frost.pipelines.engines._base import MaterializeTask
 from frost.schema import ViewSchema
+from frost.transforms import written_outputs
 
 EVENT_TIME = "__frost_event_time"
 CREATED_TIME = "__frost_created_time"
@@ -77,11 +78,19 @@ def write_latest_rows(
             counts.nulled += outcome.total
             yield outcome.nulled(table)
 
+    derived = [(view, ViewChecker(contract)) for view, contract in task.derived]
     with OnlineStore.from_config(task.redis, task.project) as store:
         for table in checked():
             stats = _write_retrying(store, task.view, table)
             counts.written += stats.written
             counts.skipped_older += stats.skipped_older
+            for view, view_checker in derived:
+                outputs = written_outputs(view, task.view, table, EVENT_TIME)
+                outcome = view_checker.check(outputs)
+                if outcome.violations:
+                    counts.violations.append(violation_records(view, outputs, outcome))
+                counts.nulled += outcome.total
+                _write_retrying(store, view, outcome.nulled(outputs))
     return counts
 
 

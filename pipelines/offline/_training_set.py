@@ -29,9 +29,12 @@ from frost.pipelines.engines import (
     open_engine,
 )
 from frost.pipelines.offline._aggregated import add_aggregates
+from frost.pipelines.offline._on_demand import HIDDEN_PREFIX, OnDemandJoin, add_on_demand
 from frost.repo import FeatureRepo, ServiceSpec, SourceSpec
+from frost.schema import ViewSchema
 from frost.settings import SparkSettings
 from frost.stream_log import log_source
+from frost.transforms import compile_transform
 
 __all__ = ["TrainingSetReport", "training_set"]
 
@@ -64,7 +67,7 @@ def training_set(
     """Build the training set of feature service ``service`` for the rows of ``entities``
     and write it as parquet to ``out`` (a directory, overwritten)."""
     started = time.perf_counter()
-    job = plan_training_set(
+    job, on_demand, order = plan_training_set(
         repo,
         service,
         Path(entities),
@@ -82,6 +85,8 @@ def training_set(
         if aggregated:
             tasks = [_source_task(repo, j, j.sources[0]) for j in aggregated]
             add_aggregates(chosen, job, list(zip(aggregated, tasks, strict=True)), counts)
+        if on_demand:
+            add_on_demand(job, on_demand, order, counts)
     report = TrainingSetReport(
         service=service,
         out=str(out),
@@ -102,24 +107,32 @@ def plan_training_set(
     *,
     timestamp_column: str,
     full_feature_names: bool,
-) -> TrainingJob:
-    """The job, after every check that needs no engine."""
+) -> tuple[TrainingJob, list[OnDemandJoin], list[str]]:
+    """The job, its on-demand views and the service's feature columns in order, after
+    every check that needs no engine."""
     spec = repo.service(service)
-    joins = _view_joins(repo, spec, full_feature_names)
+    wanted, on_demand, order = _members(repo, spec, full_feature_names)
+    joins = _view_joins(repo, spec.name, wanted)
     columns = _entity_columns(entities)
-    _check_entities(columns, joins, timestamp_column, entities)
+    _check_entities(columns, joins, timestamp_column, entities, on_demand)
     rows = EntityRows(entities, _is_csv(entities), timestamp_column, tuple(columns))
-    return TrainingJob(service=service, joins=tuple(joins), entities=rows, out=out)
+    job = TrainingJob(service=service, joins=tuple(joins), entities=rows, out=out)
+    return job, on_demand, order
 
 
-def _view_joins(repo: FeatureRepo, spec: ServiceSpec, full_names: bool) -> list[ViewJoin]:
-    contracts = repo.contracts()
-    entries = repo.view_entries()
-    log_dir = repo.settings.stream_log_dir(repo.path)
-    joins = []
+Wanted = list[tuple[ViewSchema, list[str], list[str]]]  # view, features, output names
+
+
+def _members(
+    repo: FeatureRepo, spec: ServiceSpec, full_names: bool
+) -> tuple[Wanted, list[OnDemandJoin], list[str]]:
+    """The stored views to join (with the hidden inputs of on-demand views), the on-demand
+    views, and every output column in service order."""
+    wanted: dict[str, tuple[ViewSchema, list[str], list[str]]] = {}
+    order: list[str] = []
     seen: dict[str, str] = {}
     for view, features in spec.views:
-        names = tuple(f"{view.name}__{f}" if full_names else f for f in features)
+        names = [f"{view.name}__{f}" if full_names else f for f in features]
         for name in names:
             if name in seen:
                 raise DefinitionError(
@@ -128,6 +141,50 @@ def _view_joins(repo: FeatureRepo, spec: ServiceSpec, full_names: bool) -> list[
                     "(--full-feature-names)"
                 )
             seen[name] = view.name
+        order += names
+        if view.on_demand is None:
+            entry = wanted.setdefault(view.name, (view, [], []))
+            entry[1].extend(features)
+            entry[2].extend(names)
+    contracts = repo.contracts()
+    servable = repo.servable_views()
+    on_demand = []
+    for view, features in spec.views:
+        spec_ = view.on_demand
+        if spec_ is None:
+            continue
+        columns: dict[tuple[str, str], str] = {}
+        keys: set[str] = set()
+        for source in spec_.inputs:
+            schema = servable[source.view]
+            keys |= set(schema.join_key_names)
+            _, joined, joined_names = wanted.setdefault(schema.name, (schema, [], []))
+            for feature in source.features:
+                if feature not in joined:
+                    joined.append(feature)
+                    joined_names.append(f"{HIDDEN_PREFIX}{schema.name}__{feature}")
+                columns[(schema.name, feature)] = joined_names[joined.index(feature)]
+        on_demand.append(
+            OnDemandJoin(
+                view=view,
+                contract=contracts[view.name],
+                transform=compile_transform(view, servable),
+                features=tuple(features),
+                output_names=tuple(f"{view.name}__{f}" if full_names else f for f in features),
+                columns=columns,
+                keys=tuple(sorted(keys)),
+                fields=tuple(f.name for f in spec_.request_fields),
+            )
+        )
+    return list(wanted.values()), on_demand, order
+
+
+def _view_joins(repo: FeatureRepo, service: str, wanted: Wanted) -> list[ViewJoin]:
+    contracts = repo.contracts()
+    entries = repo.view_entries()
+    log_dir = repo.settings.stream_log_dir(repo.path)
+    joins = []
+    for view, features, names in wanted:
         entry = entries[view.name]
         if entry.batch_source is None:
             raise DefinitionError(f"feature view '{view.name}' has no batch source")
@@ -139,7 +196,9 @@ def _view_joins(repo: FeatureRepo, spec: ServiceSpec, full_names: bool) -> list[
         )
         if logged is not None:
             sources.append(logged)
-        joins.append(ViewJoin(view, contracts[view.name], tuple(features), names, tuple(sources)))
+        joins.append(
+            ViewJoin(view, contracts[view.name], tuple(features), tuple(names), tuple(sources))
+        )
     return joins
 
 
@@ -176,9 +235,21 @@ def _is_csv(path: Path) -> bool:
 
 
 def _check_entities(
-    columns: list[str], joins: list[ViewJoin], timestamp_column: str, path: Path
+    columns: list[str],
+    joins: list[ViewJoin],
+    timestamp_column: str,
+    path: Path,
+    on_demand: list[OnDemandJoin],
 ) -> None:
     keys = sorted({k for j in joins for k in j.view.join_key_names})
+    for join in on_demand:
+        absent = [f for f in join.fields if f not in columns]
+        if absent:
+            raise SchemaMismatch(
+                f"entity file {path}: request field column(s) {', '.join(absent)} missing "
+                f"(on-demand view '{join.view.name}' takes them); it has "
+                f"{', '.join(columns) or 'no columns'}"
+            )
     missing = [c for c in [*keys, timestamp_column] if c not in columns]
     if missing:
         raise SchemaMismatch(
@@ -186,7 +257,9 @@ def _check_entities(
             f"{', '.join(keys)} and the time column '{timestamp_column}'); it has "
             f"{', '.join(columns) or 'no columns'}"
         )
-    clashes = sorted({n for j in joins for n in j.output_names} & set(columns))
+    outputs = {n for j in joins for n in j.output_names}
+    outputs |= {n for j in on_demand for n in j.output_names}
+    clashes = sorted(outputs & set(columns))
     if clashes:
         raise SchemaMismatch(
             f"entity file {path}: column(s) {', '.join(clashes)} have the names of features "

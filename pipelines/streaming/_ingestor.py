@@ -15,6 +15,7 @@ Redis works through one batch's writes, the next batch is polled (one batch in f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from frost.checks import Rule, ViewChecker
-from frost.errors import OnlineStoreUnavailable
+from frost.errors import OnlineStoreUnavailable, TransformError
 from frost.online import OnlineStore, PendingFold, PendingWrite, WriteStats
 from frost.pipelines.streaming._dead_letters import DeadLetters
 from frost.pipelines.streaming._decode import EVENT_TIME, BatchDecoder, Decoded, Reject
@@ -34,6 +35,7 @@ from frost.pipelines.streaming._events import EventDecoder
 from frost.pipelines.streaming._metrics import IngestMetrics
 from frost.pipelines.streaming._offline_log import OfflineLog
 from frost.pipelines.streaming._plan import StreamPlan
+from frost.transforms import written_outputs
 
 log = logging.getLogger("frost.ingest")
 _MAX_BACKOFF = 5.0
@@ -114,6 +116,14 @@ class Ingestor:
         for plan in plans:
             self._plans_by_topic[plan.topic].append(plan)
         self._checkers = {plan.view.name: ViewChecker(plan.contract) for plan in plans}
+        self._derived = {
+            plan.view.name: [
+                (dataclasses.replace(plan, view=view, contract=contract, derived=()),
+                 ViewChecker(contract))
+                for view, contract in plan.derived
+            ]
+            for plan in plans
+        }  # fmt: skip
         self._decoders = {
             plan.view.name: BatchDecoder(plan) for plan in plans if not plan.aggregated
         }
@@ -203,7 +213,35 @@ class Ingestor:
                     self._dead_letter(plan, records[reject.index], reject, report)
                 if table.num_rows:
                     in_flight.writes.append(_Write(plan, table, self._submit(plan, table)))
+                    self._start_derived(plan, table, records, in_flight, report)
         return in_flight
+
+    def _start_derived(
+        self,
+        plan: StreamPlan,
+        table: pa.Table,
+        records: list[Any],
+        in_flight: _InFlight,
+        report: IngestReport,
+    ) -> None:
+        """The on-demand views written with ``plan``'s rows: computed, checked, sent. A
+        function that fails dead-letters the batch's records under that view (reason
+        ``transform``); the source view's rows are written all the same."""
+        for derived, checker in self._derived[plan.view.name]:
+            try:
+                rows = written_outputs(derived.view, plan.view, table, EVENT_TIME)
+            except TransformError as exc:
+                log.error("%s", exc)
+                for record in records:
+                    self._dead_letters.send(record, derived.view.name, "transform", str(exc))
+                self._metrics.dead_letters.labels(derived.view.name, "transform").inc(len(records))
+                report.dead_letters += len(records)
+                report.reasons["transform"] += len(records)
+                continue
+            outcome = checker.check(rows)
+            report.values_nulled += outcome.total
+            rows = outcome.nulled(rows)
+            in_flight.writes.append(_Write(derived, rows, self._submit(derived, rows)))
 
     def _start_fold(
         self, plan: StreamPlan, records: list[Any], in_flight: _InFlight, report: IngestReport
@@ -253,7 +291,7 @@ class Ingestor:
             if stats is None:
                 stats = self._write(write.plan, write.table, stop)
             self._record(write.plan, write.table, stats, report)
-            if self._offline_log is not None:
+            if self._offline_log is not None and write.plan.view.on_demand is None:
                 self._offline_log.append(write.plan.view.name, write.table, EVENT_TIME)
         self._dead_letters.flush(timeout=10)
         self._commit(in_flight.batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ class StreamPlan:
     # Declared JSON types of the message columns (JsonFormat's schema_json): "int",
     # "float", "string", "bool" or "time"; what an aggregation view's inputs are checked by.
     column_types: dict[str, str] = field(default_factory=dict)
+    # On-demand views with ``write_to_online_store`` computed from this view's rows, with
+    # their contracts: written with each micro-batch.
+    derived: tuple[tuple[ViewSchema, ViewContract], ...] = ()
 
     @property
     def aggregated(self) -> bool:
@@ -66,7 +70,12 @@ def stream_plans(repo: FeatureRepo, names: Sequence[str] | None = None) -> list[
         raise DefinitionError("no feature view in this repo reads a Kafka stream")
     schemas = repo.views()
     contracts = repo.contracts()
-    return [_plan(name, streams[name], schemas[name], contracts[name]) for name in chosen]
+    plans = []
+    for name in chosen:
+        plan = _plan(name, streams[name], schemas[name], contracts[name])
+        derived = tuple((v, contracts[v.name]) for v in repo.written_on_demand(name))
+        plans.append(dataclasses.replace(plan, derived=derived) if derived else plan)
+    return plans
 
 
 def _kafka_source(feast_view: Any) -> Any:
