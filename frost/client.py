@@ -148,10 +148,12 @@ class FeatureClient:
         *,
         features: Sequence[str] | None = None,
         full_feature_names: bool = False,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
         timeout: float | None = None,
     ) -> FeatureResult:
         """Look up a feature service (or ``features``, ``view:feature`` refs) for the
-        entity rows in ``entities`` (columns by join key)."""
+        entity rows in ``entities`` (columns by join key); ``request_data`` holds the
+        request fields of on-demand views, one value per row (``None``: null)."""
         from feast.protos.feast.serving import ServingService_pb2 as pb
 
         if (service is None) == (features is None):
@@ -163,6 +165,8 @@ class FeatureClient:
             request.features.val.extend(features or [])
         for name, column in (entities or {}).items():
             request.entities[name].val.extend(_value(name, v) for v in column)
+        for name, column in (request_data or {}).items():
+            request.request_context[name].val.extend(_request_value(name, v) for v in column)
         response = self._call(self._stub.GetOnlineFeatures, request, timeout)
         return FeatureResult.from_proto(response)
 
@@ -199,6 +203,31 @@ class FeatureClient:
             return method(request, timeout=timeout or self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise ServingError(exc.code().name, exc.details() or "") from exc
+
+
+def _request_value(name: str, value: Any) -> Any:
+    """A request field's value as a ``Value`` (floats as doubles, lists as lists)."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    if value is None:
+        return Value()
+    if isinstance(value, bool):
+        return Value(bool_val=value)
+    if isinstance(value, float):
+        return Value(double_val=value)
+    if isinstance(value, list):
+        kinds = {type(v) for v in value}
+        lists = {bool: "bool_list_val", int: "int64_list_val", float: "double_list_val",
+                 str: "string_list_val", bytes: "bytes_list_val"}  # fmt: skip
+        if len(kinds) == 1 and (kind := lists.get(kinds.pop())) is not None:
+            message = Value()
+            getattr(message, kind).val.extend(value)
+            return message
+        raise FrostError(f"request field '{name}': cannot send the list {value!r}")
+    try:
+        return _value(name, value)
+    except FrostError as exc:
+        raise FrostError(f"request field '{name}': cannot send {value!r}") from exc
 
 
 def _value(name: str, value: Any) -> Any:

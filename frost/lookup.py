@@ -12,7 +12,9 @@ entities and judges every value:
   value is still returned;
 * ``PRESENT`` otherwise.
 
-The statuses come from ``frost.online``'s judge, the one the server uses.
+The statuses come from ``frost.online``'s judge, the one the server uses; on-demand views
+are computed from their inputs and judged as the server does (``frost.transforms``), with
+the request fields given as ``request_data``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from frost.codec import decode_column
 from frost.contracts import ViewContract
+from frost.errors import BadInput
 from frost.online import FieldStatus, Malformed, OnlineStore
 from frost.schema import ViewSchema
+from frost.transforms import compile_transform, judge_outputs, output_checks, stored_reads
 
 __all__ = ["FeatureColumn", "FeatureLookup", "LookupResult"]
 
@@ -73,21 +78,108 @@ class FeatureLookup:
         store: OnlineStore,
         request: Sequence[tuple[ViewSchema, Sequence[str]]],
         contracts: Mapping[str, ViewContract],
+        views: Mapping[str, ViewSchema] | None = None,
     ) -> None:
+        """``views``: the applied views, where on-demand views find their inputs."""
         self._store = store
-        self._plan = store.reader.plan(request, contracts)
+        self._request = [(view, list(features)) for view, features in request]
+        self._plan = store.reader.plan(stored_reads(request, views or {}), contracts)
+        self._transforms = {
+            view.name: (
+                compile_transform(view, views or {}),
+                output_checks(contracts.get(view.name), features),
+            )
+            for view, features in self._request
+            if view.computed_at_request
+        }
 
-    def get(self, entities: Mapping[str, Sequence[Any]], now: float | None = None) -> LookupResult:
-        """Read and judge the features of the entity rows in ``entities`` (columns by key)."""
+    @property
+    def request_fields(self) -> list[str]:
+        """The request fields the on-demand views of this lookup take."""
+        return [
+            f.name
+            for view, _ in self._request
+            if view.computed_at_request and view.on_demand is not None
+            for f in view.on_demand.request_fields
+        ]
+
+    def get(
+        self,
+        entities: Mapping[str, Sequence[Any]],
+        now: float | None = None,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
+    ) -> LookupResult:
+        """Read and judge the features of the entity rows in ``entities`` (columns by key);
+        ``request_data`` holds the request fields of on-demand views (columns by name)."""
         now = time.time() if now is None else now
+        rows_count = len(next(iter(entities.values()), []))
+        request_data = self._checked(request_data or {}, rows_count)
         read = self._store.reader.read_plan(self._plan, entities, now)
         result = LookupResult(entities={k: list(v) for k, v in entities.items()}, now=now)
-        for view in self._plan.views:
-            rows = read[view.name]
+        for rows in read.values():
             result.malformed += rows.malformed
-            for name in rows.features:
+        for view, features in self._request:
+            if view.name in self._transforms:
+                result.columns += self._computed(view, features, read, entities, request_data)
+                continue
+            rows = read[view.name]
+            for name in features:
                 values, statuses = rows.column(name)
                 result.columns.append(
                     FeatureColumn(view.name, name, values, statuses, rows.event_seconds)
                 )
         return result
+
+    def _checked(
+        self, request_data: Mapping[str, Sequence[Any]], rows: int
+    ) -> Mapping[str, Sequence[Any]]:
+        wanted = self.request_fields
+        missing = [f for f in wanted if f not in request_data]
+        if missing:
+            raise BadInput(f"request field(s) {', '.join(missing)} missing (on-demand views)")
+        extra = sorted(set(request_data) - set(wanted))
+        if extra:
+            raise BadInput(
+                f"request field(s) {', '.join(extra)} are not taken by the requested views; "
+                f"they take {', '.join(wanted) or 'none'}"
+            )
+        for name in wanted:
+            if len(request_data[name]) != rows:
+                raise BadInput(
+                    f"request field '{name}' has {len(request_data[name])} value(s) for "
+                    f"{rows} entity row(s)"
+                )
+        return request_data
+
+    def _computed(
+        self,
+        view: ViewSchema,
+        features: list[str],
+        read: Mapping[str, Any],
+        entities: Mapping[str, Sequence[Any]],
+        request_data: Mapping[str, Sequence[Any]],
+    ) -> list[FeatureColumn]:
+        transform, checks = self._transforms[view.name]
+        spec = view.on_demand
+        assert spec is not None
+        inputs, statuses = {}, []
+        for source_view, feature, _, _ in transform.inputs:
+            values, judged = read[source_view].column(feature)
+            inputs[(source_view, feature)] = values
+            statuses.append([int(s) for s in judged])
+        extra = {name: list(entities[name]) for name in transform.extra_types if name in entities}
+        extra |= {f.name: list(request_data[f.name]) for f in spec.request_fields}
+        rows = len(next(iter(entities.values()), []))
+        judged_outputs, raw = judge_outputs(
+            transform, inputs, statuses, extra, rows, features, checks
+        )
+        return [
+            FeatureColumn(
+                view.name,
+                name,
+                decode_column(values, view.feature(name).type),
+                [FieldStatus(s) for s in column],
+                [None] * rows,
+            )
+            for name, column, values in zip(features, judged_outputs, raw, strict=True)
+        ]

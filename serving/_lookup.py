@@ -26,10 +26,6 @@ from frost.codec import decode_column, python_value
 from frost.errors import BadInput
 from frost.online import AsyncRedis, Malformed
 from frost.online._judge import (
-    INVALID,
-    NOT_FOUND,
-    NULL_VALUE,
-    OUTSIDE_MAX_AGE,
     PRESENT,
     Judgement,
     judge_row,
@@ -50,6 +46,7 @@ from frost.serving._wire import (
     value_entry,
     varint,
 )
+from frost.transforms import judge_outputs
 
 __all__ = ["Counts", "EntityColumns", "entity_columns", "lookup", "request_columns"]
 
@@ -292,11 +289,6 @@ def _composed(  # noqa: PLR0917 - one call site
     return out
 
 
-# How bad an input's status is for the outputs computed from it (0: does not matter).
-_RANK = {INVALID: 3, NOT_FOUND: 2, OUTSIDE_MAX_AGE: 1}
-_BY_RANK = {3: INVALID, 2: NOT_FOUND, 1: OUTSIDE_MAX_AGE}
-
-
 def _transformed(
     step: TransformStep,
     judged: list[Judgement],
@@ -307,37 +299,20 @@ def _transformed(
     """Run one on-demand view over the request's rows and judge its outputs."""
     transform = step.transform
     features = {}
-    worst = [0] * rows
+    statuses = []
     for (key, (index, position)), (_, _, _, type_) in zip(
         step.inputs, transform.inputs, strict=True
     ):
         found = judged[index]
         features[key] = decode_column(found.values[position], type_)
-        for row, status in enumerate(found.statuses[position]):
-            rank = _RANK.get(status, 0)
-            worst[row] = max(worst[row], rank)
+        statuses.append(found.statuses[position])
     extra = {name: columns[name] for name in step.keys}
     for name in step.fields:
         extra[name] = fields[name]
-    outputs = transform.run(features, extra, rows, step.wanted)
-    encoded = transform.encoded(outputs, step.wanted)
-    statuses, values = [], []
-    for name, check in zip(step.wanted, step.checks, strict=True):
-        raw = encoded[name]
-        column = [
-            _BY_RANK[rank] if rank else (NULL_VALUE if not value else PRESENT)
-            for rank, value in zip(worst, raw, strict=True)
-        ]
-        if check is not None:
-            array = transform.arrays(outputs, [name])[name]
-            for violation in check.violations(array):
-                for row in violation.rows.tolist():
-                    column[row] = INVALID
-        if INVALID in column:
-            raw = [b"" if s == INVALID else v for s, v in zip(column, raw, strict=True)]
-        statuses.append(column)
-        values.append(raw)
-    return Judgement([None] * rows, statuses, values)
+    outputs, values = judge_outputs(
+        transform, features, statuses, extra, rows, step.wanted, step.checks
+    )
+    return Judgement([None] * rows, outputs, values)
 
 
 def _entity_vector(values: Sequence[Any], rows: int) -> bytes:

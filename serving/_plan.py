@@ -21,11 +21,11 @@ from typing import Any
 from frost.checks import FieldCheck
 from frost.codec import FeatureType, Scalar
 from frost.contracts import ViewContract
-from frost.errors import BadInput, DefinitionError, UnknownObject
+from frost.errors import BadInput, UnknownObject
 from frost.online import ReadPlan, compile_read_plan
 from frost.schema import ViewSchema
 from frost.serving._wire import length_delimited, string_entries
-from frost.transforms import Transform, compile_transform
+from frost.transforms import Transform, compile_transform, output_checks, stored_reads
 
 __all__ = [
     "Frame",
@@ -128,7 +128,7 @@ def compile_plan(  # noqa: PLR0917 - every caller passes the same five
 ) -> LookupPlan:
     """Compile the plan of ``request`` (views and the features wanted from each);
     ``views`` holds the input views of its on-demand views."""
-    reads = _reads(request, views or {})
+    reads = stored_reads(request, views or {})
     read = compile_read_plan(reads, contracts, project)
     key_plans = {}
     for view, _ in reads:
@@ -153,29 +153,6 @@ def compile_plan(  # noqa: PLR0917 - every caller passes the same five
         frames=frames,
         request_fields=fields,
     )
-
-
-def _reads(
-    request: Sequence[tuple[ViewSchema, Sequence[str]]], views: dict[str, ViewSchema]
-) -> list[tuple[ViewSchema, list[str]]]:
-    """The stored views to read: the request's, plus the inputs of its on-demand views
-    (merged into the same view's read when it is requested too)."""
-    merged: dict[str, tuple[ViewSchema, list[str]]] = {}
-    for view, features in request:
-        spec = view.on_demand
-        if spec is None or spec.write_to_online_store:
-            wanted = merged.setdefault(view.name, (view, []))[1]
-            wanted += [f for f in features if f not in wanted]
-            continue
-        for source in spec.inputs:
-            schema = views.get(source.view)
-            if schema is None:
-                raise DefinitionError(
-                    f"on-demand view '{view.name}': its source '{source.view}' is not applied"
-                )
-            wanted = merged.setdefault(schema.name, (schema, []))[1]
-            wanted += [f for f in source.features if f not in wanted]
-    return list(merged.values())
 
 
 def _on_demand(
@@ -213,11 +190,6 @@ def _on_demand(
             fields.setdefault(
                 field.name, RequestFieldPlan(field.name, field.type, oneofs, view.name)
             )
-        contract = contracts.get(view.name)
-        checks = []
-        for name in wanted:
-            rule = contract.fields.get(name) if contract else None
-            checks.append(FieldCheck(rule) if rule is not None and rule.has_rules else None)
         frames.append(Frame(-1, (), len(steps)))
         steps.append(
             TransformStep(
@@ -227,7 +199,7 @@ def _on_demand(
                 inputs=inputs,
                 keys=tuple(keys),
                 fields=tuple(f.name for f in spec.request_fields),
-                checks=tuple(checks),
+                checks=output_checks(contracts.get(view.name), wanted),
             )
         )
     return tuple(steps), tuple(frames), tuple(fields.values())

@@ -4,9 +4,10 @@ with Feast (``apply``). User code runs inside an error boundary that names the f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,22 @@ def contract_of(view: ViewSchema) -> tuple[ViewContract, list[ContractIssue]]:
     """Parse a view's ``frost.*`` tags into its contract, with every issue found."""
     fields = [FieldSpec(f.name, f.type, f.tag_map) for f in view.features]
     return parse_view_contract(view.name, dict(view.tags), view.ttl, fields)
+
+
+def with_inherited_freshness(
+    contracts: dict[str, ViewContract], on_demand: Iterable[ViewSchema]
+) -> dict[str, ViewContract]:
+    """A stored on-demand view (``write_to_online_store``) without a freshness bound of its
+    own takes its source view's: its values are as old as the rows they came from."""
+    for view in on_demand:
+        spec = view.on_demand
+        if spec is None or not spec.write_to_online_store or len(spec.inputs) != 1:
+            continue
+        own = contracts.get(view.name)
+        source = contracts.get(spec.inputs[0].view)
+        if own is not None and source is not None and own.freshness.source == "none":
+            contracts[view.name] = dataclasses.replace(own, freshness=source.freshness)
+    return contracts
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ def parse_definitions(repo: Path) -> Definitions:
     if problems:
         raise DefinitionError("; ".join(problems))
     raise_for_issues(issues)
+    with_inherited_freshness(contracts, schemas.values())
     return Definitions(contents=contents, schemas=schemas, contracts=contracts)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from frost.contracts import ViewContract, raise_for_issues
 from frost.errors import ConfigError, ContractIssue, FrostError, UnknownObject, first_line
 from frost.online import RedisStoreConfig
-from frost.repo._definitions import contract_of, importable
+from frost.repo._definitions import contract_of, importable, with_inherited_freshness
 from frost.repo._files import FEATURE_STORE_YAML, RepoFile, read_repo_file
 from frost.repo._registry_file import file_digest, record_intervals, registry_lock
 from frost.repo._services import ServiceSpec, service_views
@@ -189,6 +189,7 @@ class FeatureRepo:
             out[name], found = contract_of(schema)
             issues += found
         raise_for_issues(issues)
+        with_inherited_freshness(out, snapshot.on_demand.values())
         self._contracts = (snapshot, out)
         return out
 

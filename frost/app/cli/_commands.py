@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from frost.app.cli import _batch, _ingest, _offline, _quality, _serve, _stack
 from frost.app.cli._args import positive_int, timestamp
 from frost.errors import BadInput
 from frost.repo import FeatureRepo
+from frost.transforms import stored_reads
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -204,6 +205,14 @@ def register_get(commands: Subparsers) -> None:
         metavar="KEY=V1,V2",
         help="join key and values; repeat for composite keys",
     )
+    parser.add_argument(
+        "--request",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="a request field of the on-demand views and its values, one per entity row "
+        "('null' for none); repeat per field",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per entity row")
     parser.set_defaults(run=run_get)
 
@@ -215,9 +224,12 @@ def run_get(args: argparse.Namespace) -> int:
     repo = _repo(args)
     config = repo.online_config
     request = _request(repo, args.service, args.features)
-    entities = _entities(args.entity, request)
+    views = repo.servable_views()
+    entities = _entities(args.entity, stored_reads(request, views))
     with OnlineStore.from_config(config, repo.project) as store:
-        result = FeatureLookup(store, request, repo.contracts()).get(entities)
+        lookup = FeatureLookup(store, request, repo.contracts(), views)
+        fields = _request_data(args.request, request)
+        result = lookup.get(entities, request_data=fields)
     if args.json:
         for i, row in enumerate(result.to_rows()):
             out = {k: format_value(v, raw=True) for k, v in row.items()}
@@ -255,8 +267,53 @@ def _request(
     return [(repo.view(name), tuple(names)) for name, names in grouped.items()]
 
 
-def _entities(specs: list[str], request: list[tuple[Any, tuple[str, ...]]]) -> dict[str, list[Any]]:
-    types = {k.name: k.type for view, _ in request for k in view.join_keys}
+def _request_data(
+    specs: list[str], request: list[tuple[Any, tuple[str, ...]]]
+) -> dict[str, list[Any]]:
+    """``--request`` values, parsed by the declared type of each request field."""
+    types = {
+        f.name: f.type
+        for view, _ in request
+        if view.computed_at_request
+        for f in view.on_demand.request_fields
+    }
+    out: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        if not sep or not name:
+            raise BadInput(f"--request: '{spec}' is not FIELD=V1,V2")
+        if name not in types:
+            known = ", ".join(sorted(types)) or "none"
+            raise BadInput(f"--request: '{name}' is not a request field here; they are {known}")
+        type_ = types[name]
+        values: list[Any] = []
+        for text in raw.split(","):
+            try:
+                values.append(_request_value(text, type_))
+            except ValueError as exc:
+                raise BadInput(f"--request: {name} takes {type_} values, got '{text}'") from exc
+        out[name] = values
+    return out
+
+
+def _request_value(text: str, type_: Any) -> Any:
+    if text == "null":
+        return None
+    if type_.scalar.is_integer:
+        return int(text)
+    if type_.is_numeric:
+        return float(text)
+    if type_.scalar.name == "BOOL":
+        if text not in ("true", "false"):
+            raise ValueError(text)
+        return text == "true"
+    return text
+
+
+def _entities(
+    specs: list[str], request: Sequence[tuple[Any, Sequence[str]]]
+) -> dict[str, list[Any]]:
+    types = {k.name: k.type for view, _ in request for k in view.join_keys}  # views read
     entities: dict[str, list[Any]] = {}
     for spec in specs:
         key, sep, raw = spec.partition("=")
