@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,18 @@ from tests.reference import latest_per_entity, source_of, source_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_served_repo(target: Path, connection: str, *, cluster: bool = False) -> FeatureRepo:
-    """A copy of the example repo with sample data, applied, its latest rows in Redis."""
+def make_served_repo(
+    target: Path,
+    connection: str,
+    *,
+    cluster: bool = False,
+    edit: Callable[[Path], None] | None = None,
+) -> FeatureRepo:
+    """A copy of the example repo with sample data, applied, its latest rows in Redis;
+    ``edit`` changes the copy's files before it is applied."""
     path = copy_repo(target, connection, cluster=cluster)
+    if edit is not None:
+        edit(path)
     generate(path / "data", SampleSpec(users=200, experiences=30, days=3, end=SAMPLE_END))
     repo = FeatureRepo(path)
     repo_module.apply(repo)
