@@ -394,7 +394,8 @@ class Report:
     compared: int = 0
     servers: dict[int, tuple[float, int, list[ServerRow]]] | None = None
     overhead: dict[int, list[ServiceRow]] | None = None
-    load_average: float = 0.0
+    load_average: float = 0.0  # 1-minute, at the start
+    load_after: float = 0.0  # 5-minute, at the end
     seconds_total: float = 0.0
 
     def errors(self) -> int:
@@ -425,8 +426,9 @@ def markdown(report: Report) -> str:
         f"{args.entities:,} users' latest `user_profile` and `user_activity_7d` rows "
         "(`frost.sample_data`, no nulls, no contract-breaking values, fresh) written with "
         "Frost's writer into one redis-server. The whole run took "
-        f"{report.seconds_total / 60:.1f} min; the 1-minute load average at its start was "
-        f"{report.load_average:.2f} (other work on the machine).",
+        f"{report.seconds_total / 60:.1f} min. Load average (all work on the machine, this "
+        f"run's included): 1-minute {report.load_average:.2f} at the start, 5-minute "
+        f"{report.load_after:.2f} at the end.",
         "",
         f"- `{ODFV}`: a python-mode on-demand view over two feature views, "
         '`user_profile[["lifetime_spend_usd", "level"]]` and '
@@ -617,6 +619,7 @@ def main() -> int:
         finally:
             feast.stop()
     report.seconds_total = time.perf_counter() - started
+    report.load_after = os.getloadavg()[1]
     text = markdown(report)
     print(text)
     if args.write:

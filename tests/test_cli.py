@@ -37,7 +37,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 def test_apply_and_describe(fresh_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "--repo", str(fresh_repo), "apply")
     assert code == 0, err
-    assert "7 feature views, 4 feature services" in out
+    assert "7 feature views, 3 on-demand views, 5 feature services" in out
     code, out, _ = run(capsys, "--repo", str(fresh_repo), "describe", "--json")
     assert code == 0
     described = json.loads(out)

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "7 feature views, 4 feature services" in out
+    assert "7 feature views, 3 on-demand views, 5 feature services" in out
     assert "session was streamed" in out, out  # the ingestor wrote a live value
     assert "Feature service 'matchmaking' over gRPC" in out
     assert "Feature service 'recommendation' over gRPC" in out
@@ -39,6 +39,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "PRESENT" in live and live.rstrip().endswith("s"), live
     # A windowed aggregate moves while the demo streams.
     assert "moved: new sessions were streamed" in out, out
+    # On-demand views computed per request, with the basket sent in the request, and one
+    # stored when the profile was materialized.
+    assert "Feature service 'purchase_scoring' (on-demand views)" in out
+    share = next(line for line in out.splitlines() if "basket_share_of_spend" in line)
+    assert "PRESENT" in share, share
+    assert "profile_segments__spender_tier" in out
     assert (tmp_path / "quality" / "index.html").is_file()
     assert "Stopped everything the demo started" in out
     assert _snapshot(ROOT / "feature_repo") == before, "the demo must work on a copy"

@@ -46,9 +46,14 @@ def test_the_snapshot_equals_what_feast_reads(applied: FeatureRepo) -> None:
     assert {n: e.stream for n, e in fresh.view_entries().items()} == {
         n: getattr(v, "stream_source", None) is not None for n, v in feast_views.items()
     }
+    on_demand = applied.feast_on_demand_views()
+    assert fresh.on_demand_views() == {
+        n: ViewSchema.from_feast_on_demand(v) for n, v in on_demand.items()
+    }
     assert fresh.services().keys() == {s.name for s in applied.feature_services()}
     for service in applied.feature_services():
-        assert fresh.services()[service.name] == FeatureRepo.service_spec(service, fresh.views())
+        spec = FeatureRepo.service_spec(service, fresh.servable_views())
+        assert fresh.services()[service.name] == spec
 
 
 def test_a_registry_changed_behind_frost_is_read_again(applied: FeatureRepo) -> None:

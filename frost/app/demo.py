@@ -43,6 +43,7 @@ def run(
         user = _wait_for_live_values(target, users, live_seconds)
         _show_lookups(target, user)
         _show_moving_aggregates(target, user, live_seconds)
+        _show_on_demand(target, user)
         _quality(repo, workdir, end)
     finally:
         stack.stop()
@@ -99,6 +100,27 @@ def _show_lookups(target: str, user: int) -> None:
                     format_age(stamp.timestamp() if stamp else None, now),
                 ])  # fmt: skip
             print(format_table(["feature", "value", "status", "age"], rows, 2))
+
+
+def _show_on_demand(target: str, user: int) -> None:
+    """A service with on-demand views: the basket comes with the request."""
+    from frost.client import FeatureClient
+
+    baskets = [4.99, 120.0]
+    with FeatureClient(target) as client:
+        result = client.get(
+            "purchase_scoring", {"user_id": [user, user]}, request_data={"basket_usd": baskets},
+            full_feature_names=True,
+        )  # fmt: skip
+    print(f"\nFeature service 'purchase_scoring' (on-demand views), user_id={user}, "
+          f"baskets of ${baskets[0]} and ${baskets[1]} sent with the request:")  # fmt: skip
+    rows = [
+        [name, *(str(format_value(result.values[name][i])) for i in (0, 1)),
+         result.statuses[name][0].name]
+        for name in result.names
+        if name != "user_id"
+    ]  # fmt: skip
+    print(format_table(["feature", f"${baskets[0]}", f"${baskets[1]}", "status"], rows, 2))
 
 
 def _show_moving_aggregates(target: str, user: int, timeout: float) -> None:

@@ -123,8 +123,7 @@ class LocalStack:
         spec = SampleSpec(users=users, experiences=max(20, users // 10), end=end)
         generate(repo.path / "data", spec)
         definitions = repo_module.apply(repo)
-        self.say(f"  {len(definitions.schemas)} feature views, "
-                 f"{len(definitions.contents.feature_services)} feature services")  # fmt: skip
+        self.say(f"  {definitions.describe()}")
         self.say("Materializing the last 8 days into Redis ...")
         report = materialize(repo, end - timedelta(days=8), end)
         self.say(f"  on the {report.engine} engine, in {sum(t.seconds for t in report.views):.1f}s")

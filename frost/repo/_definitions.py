@@ -53,6 +53,14 @@ class Definitions:
     schemas: dict[str, ViewSchema]
     contracts: dict[str, ViewContract]
 
+    def describe(self) -> str:
+        """``"7 feature views, 3 on-demand views, 5 feature services"``."""
+        on_demand = sum(1 for v in self.schemas.values() if v.on_demand is not None)
+        return (
+            f"{len(self.schemas) - on_demand} feature views, {on_demand} on-demand views, "
+            f"{len(self.contents.feature_services)} feature services"
+        )
+
 
 def parse_definitions(repo: Path) -> Definitions:
     """Import the repo's definitions and check them: types Frost can store, valid contracts.

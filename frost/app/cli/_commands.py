@@ -40,8 +40,7 @@ def run_apply(args: argparse.Namespace) -> int:
     rules = sum(len(c.checked_fields) for c in definitions.contracts.values())
     bounded = sum(1 for c in definitions.contracts.values() if c.freshness.max_staleness)
     print(
-        f"Applied project '{repo.project}': {len(definitions.schemas)} feature views, "
-        f"{len(definitions.contents.feature_services)} feature services; "
+        f"Applied project '{repo.project}': {definitions.describe()}; "
         f"contracts: {rules} constrained fields, {bounded} freshness bounds."
     )
     return 0
@@ -75,11 +74,30 @@ def run_describe(args: argparse.Namespace) -> int:
             [f.name, str(f.type), _contract_text(view, contract, f.name)] for f in view.features
         ]
         print(format_table(["feature", "type", "contract"], rows, indent=2) + "\n")
+    for name, view in sorted(repo.on_demand_views().items()):
+        print(_describe_on_demand(view))
+        rows = [
+            [f.name, str(f.type), str(contracts[name].fields[f.name].describe())]
+            for f in view.features
+        ]
+        print(format_table(["output", "type", "contract"], rows, indent=2) + "\n")
     for name in sorted(services):
         print(f"Feature service {name}")
         for view, features in services[name].views:
             print(f"  {view.name}: {', '.join(features)}")
     return 0
+
+
+def _describe_on_demand(view: Any) -> str:
+    spec = view.on_demand
+    inputs = "; ".join(f"{i.view}: {', '.join(i.features)}" for i in spec.inputs)
+    fields = ", ".join(f"{f.name} ({f.type})" for f in spec.request_fields) or "none"
+    when = "when its source is written" if spec.write_to_online_store else "per request"
+    mode = spec.mode + (", singleton" if spec.singleton else "")
+    return (
+        f"On-demand view {view.name}  {mode}, computed {when}\n"
+        f"  inputs: {inputs}\n  request fields: {fields}"
+    )
 
 
 def _contract_text(view: Any, contract: Any, feature: str) -> str:
