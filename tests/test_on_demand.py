@@ -74,6 +74,28 @@ def mistyped_view(inputs: dict) -> dict:
 
 
 @on_demand_feature_view(
+    sources=[user_profile[["level"]]],
+    schema=[Field(name="absent", dtype=Float64)],
+    mode="python",
+)
+def absent_view(inputs: dict) -> dict:
+    if len(inputs["level"]) > 2:
+        return {"other": inputs["level"]}
+    return {"absent": [1.0 for _ in inputs["level"]]}
+
+
+@on_demand_feature_view(
+    sources=[user_profile[["level"]]],
+    schema=[Field(name="framed", dtype=Float64)],
+    mode="pandas",
+)
+def frameless_view(inputs: pd.DataFrame) -> pd.DataFrame:
+    if len(inputs) > 2:
+        return inputs["level"].tolist()
+    return pd.DataFrame({"framed": [1.0] * len(inputs)})
+
+
+@on_demand_feature_view(
     sources=[user_profile[["level", "lifetime_spend_usd"]]],
     schema=[Field(name="level_plus_spend", dtype=Float64)],
     mode="python",
@@ -303,6 +325,10 @@ def test_request_errors_are_named_and_the_worker_keeps_serving(
          "on-demand view 'raising_view': the function raised ZeroDivisionError: negative basket"),
         (["short_view:short"], None, grpc.StatusCode.INTERNAL,
          "on-demand view 'short_view', output 'short': the function returned 1 value(s) for 3"),
+        (["absent_view:absent"], None, grpc.StatusCode.INTERNAL,
+         "on-demand view 'absent_view', output 'absent': the function returned no 'absent'"),
+        (["frameless_view:framed"], None, grpc.StatusCode.INTERNAL,
+         "on-demand view 'frameless_view': the function returned list, not a pandas DataFrame"),
         (["mistyped_view:mistyped"], None, grpc.StatusCode.INTERNAL,
          "on-demand view 'mistyped_view', output 'mistyped': expected Float64 values, got string"),
     ]  # fmt: skip
@@ -418,6 +444,31 @@ def test_training_set_equals_feast_historical(repo: FeatureRepo, tmp_path: Path)
     assert len(both) == len(alone) > len(users) // 2
     for name in ("basket_share_of_spend", "spender_tier"):
         assert _same(both[name].tolist(), both[f"{name}_feast"].tolist()), name
+
+
+def test_both_engines_give_the_same_on_demand_training_set(
+    repo: FeatureRepo, spark: Any, tmp_path: Path
+) -> None:
+    users = entity_ids(repo, PROFILE, "user_id", 40)
+    start = datetime(2026, 10, 29, tzinfo=UTC)
+    entities = pd.DataFrame(
+        {
+            "user_id": users,
+            "event_timestamp": pd.to_datetime(
+                [start + timedelta(hours=3 * i) for i in range(len(users))], utc=True
+            ),
+            "basket_usd": [float(i % 7) if i % 5 else None for i in range(len(users))],
+        }
+    )
+    entities.to_parquet(tmp_path / "entities.parquet")
+    path = tmp_path / "entities.parquet"
+    ours = training_set(repo, "purchase_scoring", path, tmp_path / "l", engine="local")
+    theirs = training_set(repo, "purchase_scoring", path, tmp_path / "s", spark=spark)
+    assert (ours.rows, ours.nulls) == (theirs.rows, theirs.nulls)
+    left = pd.read_parquet(tmp_path / "l")
+    right = pd.read_parquet(tmp_path / "s")
+    pd.testing.assert_frame_equal(left, right)
+    assert left["basket_share_of_spend"].notna().sum() > 10
 
 
 def test_training_set_needs_the_request_columns(repo: FeatureRepo, tmp_path: Path) -> None:

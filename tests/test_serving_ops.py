@@ -71,7 +71,7 @@ def test_tokens_and_tls(repo: FeatureRepo, tmp_path: Path) -> None:
             assert [s.name for s in ranking.list_services()] == ["recommendation"]
         with FeatureClient(server.target, token=TOKENS["ops"], tls_root_cert=cert) as ops:
             assert len(ops.get("churn_prediction", {"user_id": users})) == 3
-            assert len(ops.list_services()) == 4
+            assert len(ops.list_services()) == 5
         metrics = _scrape(server.metrics_port, lambda text: 'client="ranking"' in text)
         assert 'code="PERMISSION_DENIED"' in metrics and 'client="ops"' in metrics
         # the plaintext port is not open: TLS only
