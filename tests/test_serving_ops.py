@@ -145,7 +145,7 @@ def test_metrics_per_service_view_status_and_client(server: Server, repo: Featur
         in text
     )
     assert "frost_serving_redis_up 1.0" in text
-    assert "frost_serving_feature_services 4.0" in text
+    assert "frost_serving_feature_services 5.0" in text
     assert 'frost_feature_view_max_staleness_seconds{feature_view="user_profile"} 604800.0' in text
 
 
