@@ -254,7 +254,11 @@ def _judged(  # noqa: PLR0917 - one call site
         else:
             at = group
             view = groups[group].views[index]
-            judged.append(judge_view(view, replies[group], now, malformed, ages))
+            if rows == 1 and ages is None:
+                stamp, statuses, values = judge_row(view, replies[group][0], now, malformed)
+                judged.append(Judgement([stamp], [[s] for s in statuses], [[v] for v in values]))
+            else:
+                judged.append(judge_view(view, replies[group], now, malformed, ages))
         if malformed:
             tally.malformed += [(m, keys[at][m.row]) for m in malformed]
             malformed = []
@@ -336,6 +340,10 @@ def _view_vectors(
 
 def _framed(view: str, judged: Judgement, counts: Counts) -> list[bytes]:
     """The FeatureVectors of one view's judged features, tallied."""
+    if len(judged.stamps) == 1:
+        statuses = [column[0] for column in judged.statuses]
+        values = [column[0] for column in judged.values]
+        return _row_framed(view, judged.stamps[0], statuses, values, counts)
     timestamps = b"".join(
         [EMPTY_TIMESTAMP if s is None else timestamp_entry(s) for s in judged.stamps]
     )
@@ -363,6 +371,13 @@ def _one_row_vectors(
     """``_view_vectors`` for a single entity row, the most common request, with less work
     per feature: the same statuses, values and framing."""
     stamp, statuses, values = judge_row(view, reply, now, malformed)
+    return _row_framed(view.name, stamp, statuses, values, counts)
+
+
+def _row_framed(
+    view: str, stamp: bytes | None, statuses: list[int], values: list[bytes], counts: Counts
+) -> list[bytes]:
+    """``_framed`` for one entity row: the FeatureVectors of one view's judged features."""
     timestamp = EMPTY_TIMESTAMP if stamp is None else timestamp_entry(stamp)
     tails = [tail + timestamp for tail in _TAILS]
     vectors = []
@@ -375,7 +390,7 @@ def _one_row_vectors(
         vectors.append(RESULT_TAG + (_SHORT[size] if size < 128 else varint(size)) + body)
     table = counts.statuses
     for status in set(statuses):
-        key = (view.name, status)
+        key = (view, status)
         table[key] = table.get(key, 0) + statuses.count(status)
     return vectors
 

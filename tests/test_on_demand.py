@@ -39,6 +39,8 @@ PROFILE = "user_profile"
 MISSING_USER = 987_654
 # Extra views of the test repo: functions that fail in each way a function can.
 BROKEN = """
+from feast.types import Int64
+
 
 @on_demand_feature_view(
     sources=[user_profile[["level"]], purchase_request],
@@ -60,6 +62,16 @@ def short_view(inputs: dict) -> dict:
     if len(inputs["level"]) > 1:
         return {"short": [1.0]}
     return {"short": [float(v or 0) for v in inputs["level"]]}
+
+
+@on_demand_feature_view(
+    sources=[user_profile[["level"]]],
+    schema=[Field(name="overflowing", dtype=Int64)],
+    mode="python",
+)
+def overflowing_view(inputs: dict) -> dict:
+    big = 2**70 if len(inputs["level"]) > 2 else 1  # Feast infers the type on one row
+    return {"overflowing": [big for _ in inputs["level"]]}
 
 
 @on_demand_feature_view(
@@ -331,6 +343,8 @@ def test_request_errors_are_named_and_the_worker_keeps_serving(
          "on-demand view 'frameless_view': the function returned list, not a pandas DataFrame"),
         (["mistyped_view:mistyped"], None, grpc.StatusCode.INTERNAL,
          "on-demand view 'mistyped_view', output 'mistyped': expected Float64 values, got string"),
+        (["overflowing_view:overflowing"], None, grpc.StatusCode.INTERNAL,
+         "on-demand view 'overflowing_view', output 'overflowing': values are not Int64"),
     ]  # fmt: skip
     with channel:
         for features, context, code, text in cases:

@@ -9,6 +9,7 @@ vectorized fast path for fixed-width scalars.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ def tag_bytes(field_number: int, wire_type: int) -> bytes:
     return varint_bytes((field_number << 3) | wire_type)
 
 
+@functools.lru_cache(maxsize=128)
 def value_tag(type_: FeatureType) -> bytes:
     """The tag that starts a non-null serialized ``Value`` of this type."""
     wire = _LENGTH_DELIMITED if type_.is_list else _WIRE_TYPE[type_.scalar]
@@ -255,14 +257,19 @@ def _from_epoch_seconds(seconds: int) -> datetime | None:
 
 
 def decode_column(raw: Sequence[bytes | None], type_: FeatureType) -> list[Any]:
-    """Decode one feature for many rows; fixed-width scalars take a vectorized path."""
+    """Decode one feature for many rows; fixed-width scalars take a vectorized path (past
+    a few rows, where it starts to pay for its fixed cost)."""
     dtype = _FIXED_WIDTH.get(type_.scalar) if not type_.is_list else None
-    if dtype is not None:
+    if dtype is not None and len(raw) > _FEW_ROWS:
         fast = _decode_fixed(raw, value_tag(type_), np.dtype(dtype))
         if fast is not None:
             return fast
-    decode = make_decoder(type_)
+    decode = _decoder(type_)
     return [decode(item) for item in raw]
+
+
+_FEW_ROWS = 8
+_decoder = functools.lru_cache(maxsize=64)(make_decoder)
 
 
 def _decode_fixed(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 
 from frost.codec import FeatureType, Scalar, encode_numbers, encode_values, normalize
@@ -111,17 +112,27 @@ class Transform:
         out: dict[str, list[bytes]] = {}
         slow = []
         for name in wanted:
-            type_ = self.outputs[name]
-            values = outputs[name]
-            if type_.scalar in _NUMBERS and not type_.is_list and isinstance(values, list):
-                numbers = _plain_numbers(values, type_)
-                if numbers is not None:
-                    out[name] = encode_numbers(numbers, type_)
-                    continue
+            numbers = self.numbers(outputs, name)
+            if numbers is not None:
+                out[name] = encode_numbers(numbers, self.outputs[name])
+                continue
             slow.append(name)
         for name, array in self.arrays(outputs, slow).items():
             out[name] = encode_values(array, self.outputs[name]).to_list()
         return {name: out[name] for name in wanted}
+
+    def numbers(self, outputs: Mapping[str, Any], name: str) -> list[Any] | None:
+        """Output ``name`` as Python numbers of its numeric scalar type, in range, with
+        NaN as ``None`` and Float32 values as stored (rounded); ``None`` when it is
+        anything else (it then takes the Arrow path of ``arrays``)."""
+        type_ = self.outputs[name]
+        values = outputs[name]
+        if type_.scalar not in _NUMBERS or type_.is_list or not isinstance(values, list):
+            return None
+        numbers = _plain_numbers(values, type_)
+        if numbers is not None and type_.scalar == Scalar.FLOAT:
+            numbers = [None if v is None else float(np.float32(v)) for v in numbers]
+        return numbers
 
     # -- the call, inside the error boundary ---------------------------------------------------
 
@@ -218,6 +229,7 @@ def _typed(values: Column, type_: FeatureType) -> pa.Array | pa.ChunkedArray:
 
 
 _WIDE = {Scalar.FLOAT: pa.float64(), Scalar.INT32: pa.int64()}
+_INT_RANGE = {Scalar.INT32: (-(2**31), 2**31), Scalar.INT64: (-(2**63), 2**63)}
 
 
 def _as_list(values: Any, rows: int) -> list[Any] | None:
@@ -232,12 +244,18 @@ def _as_list(values: Any, rows: int) -> list[Any] | None:
 
 
 def _plain_numbers(values: list[Any], type_: FeatureType) -> list[Any] | None:
-    """The values if each is None or a Python number of the type (NaN as None), else None."""
+    """The values if each is None or a Python number of the type (NaN as None; integers in
+    the type's range), else None."""
     integer = type_.scalar.is_integer
+    low, high = _INT_RANGE.get(type_.scalar, (None, None))
     out = values
     for index, value in enumerate(values):
         kind = type(value)
-        if value is None or kind is int:
+        if value is None:
+            continue
+        if kind is int:
+            if low is not None and not low <= value < high:
+                return None
             continue
         if kind is float and not integer:
             if math.isnan(value):
