@@ -16,6 +16,11 @@
       - name: ranking
         token: ${RANKING_TOKEN}      # environment variables are expanded
         services: [matchmaking, recommendation]   # or ["*"] for every service and feature lists
+    feature_log:                     # the writer of FeatureService(logging_config=...) logs
+      max_queued_rows: 200000        # per worker; past it, logged lookups are dropped (counted)
+      flush_seconds: 0.5
+      roll_megabytes: 64             # a file is closed and renamed into place at this size
+      roll_seconds: 300              # or this age
 
 Unknown keys are errors, so a typo fails at start rather than being ignored.
 """
@@ -31,7 +36,7 @@ import yaml
 
 from frost.errors import ConfigError
 
-__all__ = ["ClientSpec", "ServeSettings", "TlsFiles"]
+__all__ = ["ClientSpec", "FeatureLogSettings", "ServeSettings", "TlsFiles"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class FeatureLogSettings:
+    """How each worker writes the logs of feature services that log their lookups."""
+
+    max_queued_rows: int = 200_000
+    flush_seconds: float = 0.5
+    roll_megabytes: float = 64.0
+    roll_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     port: int = 6566
     host: str = "0.0.0.0"
@@ -61,6 +76,7 @@ class ServeSettings:
     metrics_port: int = 9106
     tls: TlsFiles | None = None
     clients: tuple[ClientSpec, ...] = field(default_factory=tuple)
+    feature_log: FeatureLogSettings = field(default_factory=FeatureLogSettings)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ServeSettings:
@@ -104,6 +120,8 @@ class ServeSettings:
             values["tls"] = _tls(raw["tls"], where, base or Path.cwd())
         if raw.get("clients") is not None:
             values["clients"] = _clients(raw["clients"], where)
+        if raw.get("feature_log") is not None:
+            values["feature_log"] = _feature_log(raw["feature_log"], where)
         return cls(**values).validated(where)
 
     def with_overrides(self, **overrides: Any) -> ServeSettings:
@@ -174,3 +192,24 @@ def _clients(raw: Any, where: str) -> tuple[ClientSpec, ...]:
         tokens.add(token)
         clients.append(ClientSpec(name, token, frozenset(services)))
     return tuple(clients)
+
+
+def _feature_log(raw: Any, where: str) -> FeatureLogSettings:
+    known = set(FeatureLogSettings.__dataclass_fields__)
+    if not isinstance(raw, dict) or set(raw) - known:
+        extra = sorted(set(raw) - known) if isinstance(raw, dict) else []
+        raise ConfigError(
+            f"{where}: feature_log takes {', '.join(sorted(known))}"
+            + (f"; unknown: {', '.join(extra)}" if extra else "")
+        )
+    values: dict[str, Any] = {}
+    if "max_queued_rows" in raw:
+        values["max_queued_rows"] = _int(raw["max_queued_rows"], f"{where}: feature_log.max_queued_rows")
+    for name in ("flush_seconds", "roll_megabytes", "roll_seconds"):
+        if name in raw:
+            values[name] = _number(raw[name], f"{where}: feature_log.{name}")
+    settings = FeatureLogSettings(**values)
+    for name, value in vars(settings).items():
+        if value <= 0:
+            raise ConfigError(f"{where}: feature_log.{name} must be positive, got {value}")
+    return settings

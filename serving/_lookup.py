@@ -24,6 +24,7 @@ from typing import Any
 
 from frost.codec import decode_column, python_value
 from frost.errors import BadInput
+from frost.feature_log import Served
 from frost.online import AsyncRedis, Malformed
 from frost.online._judge import (
     PRESENT,
@@ -177,11 +178,13 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     now: float,
     counts: Callable[[], Counts],
     sample_ages: bool = False,
+    served: list[Served] | None = None,
 ) -> bytes:
     """Read and judge every requested value; the serialized response.
 
     ``counts`` gives where to tally statuses (asked after the reads: the tally may have
-    been flushed while waiting); ``sample_ages`` also records the age of every view row.
+    been flushed while waiting); ``sample_ages`` also records the age of every view row;
+    ``served``, when given, receives each view of the response as judged (to be logged).
     """
     rows = len(next(iter(columns.values())))
     # Checked before reading (a plan without on-demand views takes no request fields).
@@ -212,7 +215,14 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     malformed: list[Malformed] = []
     if plan.frames is not None:
         every = _judged(plan, replies, keys, rows, now, tally, ages)
-        out += _composed(plan, every, columns, fields, rows, tally)
+        out += _composed(plan, every, columns, fields, rows, tally, served)
+        return b"".join(out)
+    if served is not None:  # logged: judged as a whole, then framed
+        every = _judged(plan, replies, keys, rows, now, tally, ages)
+        for (group, index), judged in zip(plan.read.order, every, strict=True):
+            name = tiles[index].name if group == TILES else groups[group].views[index].name
+            out += _framed(name, judged, tally)
+            served.append(Served(judged.stamps, judged.statuses, judged.values))
         return b"".join(out)
     for group, index in plan.read.order:
         if group == TILES:
@@ -272,24 +282,29 @@ def _composed(  # noqa: PLR0917 - one call site
     fields: dict[str, list[Any]],
     rows: int,
     tally: Counts,
+    served: list[Served] | None,
 ) -> list[bytes]:
     """The FeatureVectors of a plan with frames: requested features of the reads, and the
-    outputs of its on-demand views."""
+    outputs of its on-demand views (each also appended to ``served`` when given)."""
     assert plan.frames is not None
     out: list[bytes] = []
     views = plan.read.views
     for frame in plan.frames:
         if frame.step >= 0:
             step = plan.steps[frame.step]
-            out += _framed(step.name, _transformed(step, judged, columns, fields, rows), tally)
-            continue
-        whole = judged[frame.index]
-        part = Judgement(
-            whole.stamps,
-            [whole.statuses[p] for p in frame.positions],
-            [whole.values[p] for p in frame.positions],
-        )
-        out += _framed(views[frame.index].name, part, tally)
+            name = step.name
+            part = _transformed(step, judged, columns, fields, rows)
+        else:
+            whole = judged[frame.index]
+            name = views[frame.index].name
+            part = Judgement(
+                whole.stamps,
+                [whole.statuses[p] for p in frame.positions],
+                [whole.values[p] for p in frame.positions],
+            )
+        out += _framed(name, part, tally)
+        if served is not None:
+            served.append(Served(part.stamps, part.statuses, part.values))
     return out
 
 

@@ -94,6 +94,13 @@ class ServerMetrics:
             ["feature_view", "feature"],
             registry=r,
         )
+        self.feature_log = Counter(
+            "frost_feature_log_records",
+            "Logged lookups by feature service and outcome: written, or dropped because the "
+            "queue was full (queue_full) or the destination failed (write_error)",
+            ["service", "outcome"],
+            registry=r,
+        )
         self.pending = Counts()
         self._requests: dict[tuple[str, str, str], list[int]] = {}
         self._logged: set[tuple[str, str | None]] = set()

@@ -19,6 +19,7 @@ from typing import Any
 
 from frost.contracts import ViewContract
 from frost.errors import DefinitionError, FrostError, UnknownObject
+from frost.feature_log import LogTarget, log_target
 from frost.repo import FeatureRepo, ServiceSpec
 from frost.schema import ViewSchema
 from frost.serving._plan import LookupPlan, compile_plan, parse_refs
@@ -39,6 +40,8 @@ class Snapshot:
     unservable: dict[str, str]  # service name -> why it cannot be served
     # Per view, the end of its latest materialization (epoch seconds), from the registry.
     materialized_until: dict[str, float] = field(default_factory=dict)
+    # Feature services that log their lookups (FeatureService.logging_config).
+    log_targets: dict[str, LogTarget] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _list_plans: OrderedDict[tuple[str, ...], LookupPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,6 +81,7 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
     services: dict[str, ServiceSpec] = {}
     plans: dict[str, LookupPlan] = {}
     unservable: dict[str, str] = {}
+    log_targets: dict[str, LogTarget] = {}
     for service in repo.feature_services():
         try:
             spec = repo.service_spec(service, views)
@@ -87,12 +91,29 @@ def load_snapshot(repo: FeatureRepo) -> Snapshot:
             services[spec.name] = spec
         except FrostError as exc:
             unservable[service.name] = f"feature service '{service.name}' cannot be served: {exc}"
+            continue
+        try:
+            target = log_target(service, spec.views, repo.path)
+        except FrostError as exc:
+            log.warning("%s; its lookups are served but not logged", exc)
+            continue
+        if target is not None:
+            log_targets[spec.name] = target
     materialized_until = {
         name: until.timestamp()
         for name, view in feast_views.items()
         if (until := getattr(view, "most_recent_end_time", None)) is not None
     }
-    return Snapshot(repo.project, views, contracts, services, plans, unservable, materialized_until)
+    return Snapshot(
+        repo.project,
+        views,
+        contracts,
+        services,
+        plans,
+        unservable,
+        materialized_until,
+        log_targets,
+    )
 
 
 class RegistryWatcher:

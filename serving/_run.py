@@ -80,6 +80,7 @@ async def _worker(
     summary: str | None,
     on_ready: Callable[[str], None] | None,
 ) -> None:
+    from frost.feature_log import LogWriter
     from frost.online import AsyncRedis
     from frost.serving._metrics import ServerMetrics
     from frost.serving._registry import RegistryWatcher
@@ -89,7 +90,15 @@ async def _worker(
     watcher = RegistryWatcher(repo, settings.registry_refresh_seconds)
     redis = AsyncRedis(repo.online_config)
     metrics = ServerMetrics()
-    server = FeatureServer(settings, watcher, redis, metrics)
+    log_settings = settings.feature_log
+    writer = LogWriter(
+        max_queued_rows=log_settings.max_queued_rows,
+        flush_seconds=log_settings.flush_seconds,
+        roll_bytes=int(log_settings.roll_megabytes * (1 << 20)),
+        roll_seconds=log_settings.roll_seconds,
+        on_outcome=lambda service, outcome, n: metrics.feature_log.labels(service, outcome).inc(n),
+    ).start()
+    server = FeatureServer(settings, watcher, redis, metrics, writer)
     try:
         grpc_server = build_server(server, settings)
     except RuntimeError as exc:
@@ -116,6 +125,7 @@ async def _worker(
         health.cancel()
         watcher.stop()
         await redis.close()
+        writer.close()
 
 
 def _worker_process(repo_path: str, settings: ServeSettings) -> None:

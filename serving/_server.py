@@ -17,6 +17,7 @@ import hashlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,14 +28,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from frost.errors import BadInput, FrostError, ServiceStartError
+from frost.feature_log import LogRecord, LogTarget, LogWriter, Served
 from frost.online import AsyncRedis
 from frost.proto import frost_serving_pb2 as frost_pb
 from frost.proto import frost_serving_pb2_grpc as frost_grpc
 from frost.serving._config import ClientSpec, ServeSettings
-from frost.serving._lookup import Counts, entity_columns, lookup
+from frost.serving._lookup import Counts, entity_columns, lookup, request_columns
 from frost.serving._metrics import ServerMetrics
 from frost.serving._plan import LookupPlan
-from frost.serving._registry import RegistryWatcher
+from frost.serving._registry import RegistryWatcher, Snapshot
 
 __all__ = ["FeatureServer", "build_server"]
 
@@ -62,8 +64,10 @@ class FeatureServer:
         watcher: RegistryWatcher,
         redis: AsyncRedis,
         metrics: ServerMetrics,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self._settings = settings
+        self._log = log_writer
         self._watcher = watcher
         self._redis = redis
         self._metrics = metrics
@@ -82,7 +86,8 @@ class FeatureServer:
             spec = self._authenticate(context)
             client = spec.name if spec else client
             request = _parse(raw)
-            plan = self._plan(request)
+            snapshot = self._watcher.snapshot
+            plan = self._plan(request, snapshot)
             label = plan.label
             if spec is not None and not spec.may_use(plan.service):
                 what = f"feature service '{plan.service}'" if plan.service else "feature lists"
@@ -93,10 +98,18 @@ class FeatureServer:
             rows = len(next(iter(columns.values())))
             sample = random.random() < _AGE_SAMPLE
             wait = self._wait_limit(context)
+            target = snapshot.log_targets.get(plan.service) if plan.service else None
+            served: list[Served] | None = None
+            if target is not None and (target.sample_rate >= 1.0 or random.random() < target.sample_rate):
+                served = []
+            now = time.time()
             async with asyncio.timeout(wait):
-                return await lookup(
-                    self._redis, plan, request, columns, time.time(), self._tally, sample
+                response = await lookup(
+                    self._redis, plan, request, columns, now, self._tally, sample, served
                 )
+            if served is not None and target is not None:
+                self._log_lookup(target, plan, request, columns, served, client, now, context)
+            return response
         except _Abort as exc:
             code = exc.code
             await context.abort(code, str(exc))
@@ -116,8 +129,36 @@ class FeatureServer:
     def _tally(self) -> Counts:
         return self._metrics.pending
 
-    def _plan(self, request: Any) -> LookupPlan:
-        snapshot = self._watcher.snapshot
+    def _log_lookup(  # noqa: PLR0913, PLR0917 - one call site
+        self,
+        target: LogTarget,
+        plan: LookupPlan,
+        request: Any,
+        columns: dict[str, list[Any]],
+        served: list[Served],
+        client: str,
+        now: float,
+        context: Any,
+    ) -> None:
+        """Queue a served lookup for the log; its request id goes back to the caller in
+        the trailing metadata ``x-request-id`` (the caller's own, when it sent one)."""
+        request_id = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id" and value:
+                request_id = str(value)[:128]
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        rows = len(next(iter(columns.values())))
+        logged = dict(columns)
+        if plan.request_fields:
+            logged.update(request_columns(request, plan, rows))
+        record = LogRecord(plan.label, request_id, client, now, logged, served)
+        if self._log is not None:
+            self._log.submit(target, record)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+
+    def _plan(self, request: Any, snapshot: Snapshot) -> LookupPlan:
         kind = request.WhichOneof("kind")
         if kind == "feature_service":
             return snapshot.service_plan(request.feature_service)
