@@ -4,6 +4,16 @@ The one owner of how a served lookup is logged; the server writes with it, the a
 training sets from logs read what it wrote.
 """
 
+from frost.feature_log._audit import (
+    CAUSES,
+    AuditResult,
+    FeatureAgreement,
+    Mismatch,
+    compare,
+    refine,
+    same_value,
+)
+from frost.feature_log._read import read_logs
 from frost.feature_log._records import LogRecord, Served, log_table
 from frost.feature_log._schema import (
     LOG_DATE,
@@ -18,17 +28,25 @@ from frost.feature_log._schema import (
 from frost.feature_log._writer import LogWriter, WriterStats
 
 __all__ = [
+    "CAUSES",
     "LOG_DATE",
     "LOG_TIMESTAMP",
     "REQUEST_ID",
+    "AuditResult",
+    "FeatureAgreement",
     "LogRecord",
     "LogSchema",
     "LogTarget",
     "LogWriter",
     "LoggedFeature",
+    "Mismatch",
     "Served",
     "WriterStats",
     "arrow_type",
+    "compare",
     "log_table",
     "log_target",
+    "read_logs",
+    "refine",
+    "same_value",
 ]

@@ -86,6 +86,7 @@ class LogSchema:
     features: tuple[LoggedFeature, ...]  # in response order
     # Feast's column order: per view, its keys not seen before, then its features.
     order: tuple[str, ...] = ()
+    request_fields: tuple[str, ...] = ()  # the keys that are request fields, not join keys
 
     @classmethod
     def of_service(
@@ -94,9 +95,11 @@ class LogSchema:
         keys: dict[str, FeatureType] = {}
         features = []
         order: list[str] = []
+        request: list[str] = []
         for view, wanted in members:
             if view.on_demand is not None:
                 given = [(f.name, f.type) for f in view.on_demand.request_fields]
+                request += [f.name for f in view.on_demand.request_fields]
             else:
                 given = [(k.name, k.type) for k in view.join_keys]
             for key, type_ in given:
@@ -107,7 +110,13 @@ class LogSchema:
                 logged = LoggedFeature(view.name, feature, view.feature(feature).type)
                 features.append(logged)
                 order.append(logged.column)
-        return cls(name, tuple(keys.items()), tuple(features), tuple(order))
+        return cls(
+            name, tuple(keys.items()), tuple(features), tuple(order), tuple(dict.fromkeys(request))
+        )
+
+    @property
+    def join_keys(self) -> list[str]:
+        return [name for name, _ in self.keys if name not in self.request_fields]
 
     @property
     def key_names(self) -> list[str]:

@@ -21,7 +21,7 @@ _COLORS = {
     Status.FAIL: "#c62828",
     Status.ERROR: "#6a1b9a",
 }
-_STYLE = """
+STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px 32px; color: #212121; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin-top: 28px; }
 h3 { font-size: 16px; margin: 22px 0 6px; }
@@ -54,8 +54,8 @@ def render(report: QualityReport) -> str:
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Frost data quality: {escape(report.project)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Data quality of <code>{escape(report.project)}</code> {_badge(report.status)}</h1>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>Data quality of <code>{escape(report.project)}</code> {badge(report.status)}</h1>",
         f'<p class="meta">window {window} &middot; drift reference {reference} &middot; '
         f"generated {report.generated_at:%Y-%m-%d %H:%M:%S} UTC &middot; "
         f"{' &middot; '.join(links)}</p>",
@@ -75,7 +75,7 @@ def render(report: QualityReport) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _badge(status: Status) -> str:
+def badge(status: Status) -> str:
     return (
         f'<span class="badge status-{status.value}" '
         f'style="background:{_COLORS[status]}">{status.value}</span>'
@@ -89,7 +89,7 @@ def _views_table(report: QualityReport) -> str:
         rows.append(
             "<tr>"
             f'<td><a href="#view-{escape(view.view)}">{escape(view.view)}</a></td>'
-            f"<td>{view.kind}</td><td>{_badge(view.status)}</td>"
+            f"<td>{view.kind}</td><td>{badge(view.status)}</td>"
             f'<td class="num">{_count(view.rows_in_window)}</td>'
             f'<td class="num">{_count(view.sampled_entities)}</td>'
             f"<td>{_lag(view)}</td>"
@@ -113,7 +113,7 @@ def _view_section(view: ViewQuality) -> str:
             counts += f" / {check.checked:,}" if counts else f"{check.checked:,} checked"
         rows.append(
             f"<tr><td>{check.scope}</td><td>{escape(check.name)}</td>"
-            f"<td>{escape(check.field or '')}</td><td>{_badge(check.status)}</td>"
+            f"<td>{escape(check.field or '')}</td><td>{badge(check.status)}</td>"
             f'<td class="num">{counts}</td><td>{escape(check.detail)}</td>'
             f"<td><code>{_examples(check)}</code></td></tr>"
         )
@@ -122,7 +122,7 @@ def _view_section(view: ViewQuality) -> str:
         "<th>failed / checked</th><th>detail</th><th>examples</th></tr>"
     )
     return (
-        f'<h3 id="view-{escape(view.view)}">{escape(view.view)} {_badge(view.status)}</h3>'
+        f'<h3 id="view-{escape(view.view)}">{escape(view.view)} {badge(view.status)}</h3>'
         f"<table>{head}{''.join(rows)}</table>"
     )
 

@@ -1,4 +1,5 @@
-"""``frost training-set``: a point-in-time-correct training set of a feature service."""
+"""``frost training-set``: a point-in-time-correct training set of a feature service;
+``frost audit``: logged lookups of a feature service against the training-set path."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from frost._format import format_table
+from frost.app.cli._args import positive_int, timestamp
 from frost.app.cli._engine import add_engine_flags, engine_options
 from frost.repo import FeatureRepo
 
@@ -32,6 +34,61 @@ def register(commands: Subparsers) -> None:
     )
     add_engine_flags(parser)
     parser.set_defaults(run=run_training_set)
+    register_audit(commands)
+
+
+def register_audit(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "audit",
+        help="recompute a feature service's logged lookups with the training-set path and "
+        "compare them value by value (exit 1 under --min-agreement)",
+    )
+    parser.add_argument("--service", required=True, help="feature service that logs lookups")
+    parser.add_argument("--out", required=True, type=Path, help="report directory")
+    parser.add_argument("--start", type=timestamp, help="first request time (ISO 8601, UTC)")
+    parser.add_argument("--end", type=timestamp, help="end of the request times (exclusive)")
+    parser.add_argument(
+        "--sample", type=positive_int, help="audit a seeded sample of this many logged rows"
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.999,
+        help="share of logged values that must agree (default 0.999)",
+    )
+    add_engine_flags(parser)
+    parser.set_defaults(run=run_audit)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from frost.pipelines.offline import audit
+
+    repo = FeatureRepo.open(args.repo)
+    result = audit(
+        repo,
+        args.service,
+        args.out,
+        start=args.start,
+        end=args.end,
+        sample=args.sample,
+        min_agreement=args.min_agreement,
+        engine=engine_options(args, repo)["engine"],
+    )
+    verdict = "pass" if result.passed else "FAIL"
+    print(
+        f"audit of '{result.service}': {result.agreement:.4%} of {result.compared:,} logged "
+        f"values agree ({result.audited_rows:,} of {result.logged_rows:,} rows; threshold "
+        f"{result.min_agreement:.2%}): {verdict} -> {args.out}/audit.html"
+    )
+    kinds = result.kinds()
+    if kinds:
+        print(format_table(["mismatch kind", "values"], [[k, f"{n:,}"] for k, n in kinds.items()]))
+        rows = [
+            [", ".join(f"{k}={v}" for k, v in entity.items()), f"{len(found):,}"]
+            for entity, found in result.worst_entities(5)
+        ]
+        print(format_table(["entity", "mismatches"], rows))
+    return 0 if result.passed else 1
 
 
 def run_training_set(args: argparse.Namespace) -> int:
