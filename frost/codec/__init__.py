@@ -1,5 +1,6 @@
 """Encoding of feature values, entity keys and timestamps in Feast's Redis layout."""
 
+from frost.codec._columns import decode_arrow, timestamp_seconds_column
 from frost.codec._keys import (
     EntityKeyEncoder,
     JoinKey,
@@ -36,6 +37,7 @@ __all__ = [
     "ShapeCheck",
     "concat",
     "decimal",
+    "decode_arrow",
     "decode_column",
     "encode_event_times",
     "encode_numbers",
@@ -51,6 +53,7 @@ __all__ = [
     "tile_key",
     "timestamp_field",
     "timestamp_seconds",
+    "timestamp_seconds_column",
     "value_tag",
     "varint_bytes",
     "whole_seconds",

@@ -8,14 +8,15 @@ writer's thread, a batch of records at a time, with one vectorized decode per fe
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from frost.codec import decode_column, parse_timestamp
+from frost.codec import decode_arrow, parse_timestamp, timestamp_seconds_column
 from frost.feature_log._schema import (
     LOG_DATE,
     LOG_TIMESTAMP,
@@ -64,23 +65,16 @@ def log_table(schema: LogSchema, records: Sequence[LogRecord]) -> pa.Table:
     for logged, (raw, statuses, stamps) in zip(
         schema.features, _flat(schema, records), strict=True
     ):
-        values = decode_column(raw, logged.type)
-        columns[logged.column] = pa.array(values, type=arrow_type(logged.type))
-        seconds = [None if s is None else _whole(s) for s in stamps]
-        columns[logged.timestamp_column] = pa.array(seconds, type=pa.int64()).cast(TIMESTAMP_TYPE)
+        columns[logged.column] = decode_arrow(raw, logged.type, arrow_type(logged.type))
+        columns[logged.timestamp_column] = stamps
         columns[logged.status_column] = pa.array(statuses, type=pa.int32())
-    micros = [
-        int(r.logged_at * 1_000_000) for r, n in zip(records, counts, strict=True) for _ in range(n)
-    ]
+    micros = np.repeat(
+        np.array([int(r.logged_at * 1_000_000) for r in records], dtype=np.int64), counts
+    )
     times = pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    dates = [
-        dt.datetime.fromtimestamp(r.logged_at, dt.UTC).date()
-        for r, n in zip(records, counts, strict=True)
-        for _ in range(n)
-    ]
-    ids = [r.request_id for r, n in zip(records, counts, strict=True) for _ in range(n)]
     columns[LOG_TIMESTAMP] = times
-    columns[LOG_DATE] = pa.array(dates, type=pa.date32())
+    columns[LOG_DATE] = pc.cast(times, pa.date32())
+    ids = [r.request_id for r, n in zip(records, counts, strict=True) for _ in range(n)]
     columns[REQUEST_ID] = pa.array(ids, type=pa.string())
     arrow = schema.arrow()
     return pa.Table.from_arrays([columns[name] for name in arrow.names], schema=arrow)
@@ -93,26 +87,42 @@ def _column(record: LogRecord, name: str) -> list[Any]:
 
 def _flat(
     schema: LogSchema, records: Sequence[LogRecord]
-) -> list[tuple[list[bytes], list[int], list[bytes | None]]]:
-    """Per logged feature, its values, statuses and event-time bytes over every record."""
-    out: list[tuple[list[bytes], list[int], list[bytes | None]]] = [
-        ([], [], []) for _ in schema.features
-    ]
+) -> list[tuple[list[bytes], list[int], pa.Array]]:
+    """Per logged feature, its values, statuses and event times over every record (each
+    view's event times parsed once, for all its features)."""
+    raw: list[list[bytes]] = [[] for _ in schema.features]
+    statuses: list[list[int]] = [[] for _ in schema.features]
+    views: list[int] = []  # per feature, the index of its view in a response
+    stamps: list[list[bytes | None]] = []
     for record in records:
         index = 0
-        for served in record.served:
-            for statuses, values in zip(served.statuses, served.values, strict=True):
-                raw, status, stamps = out[index]
-                raw += values
-                status += statuses
-                stamps += served.stamps
+        for part, served in enumerate(record.served):
+            if part == len(stamps):
+                stamps.append([])
+            stamps[part] += served.stamps
+            for values, status in zip(served.values, served.statuses, strict=True):
+                if index >= len(raw):
+                    index += 1
+                    continue
+                raw[index] += values
+                statuses[index] += status
+                if len(views) <= index:
+                    views.append(part)
                 index += 1
         if index != len(schema.features):
             raise ValueError(
                 f"a logged lookup of '{record.service}' has {index} features, its log "
                 f"schema {len(schema.features)}"
             )
-    return out
+    times = [_event_times(column) for column in stamps]
+    return [(raw[i], statuses[i], times[views[i]]) for i in range(len(schema.features))]
+
+
+def _event_times(stamps: list[bytes | None]) -> pa.Array:
+    seconds = timestamp_seconds_column(stamps)
+    if seconds is None:
+        seconds = pa.array([None if s is None else _whole(s) for s in stamps], type=pa.int64())
+    return seconds.cast(TIMESTAMP_TYPE)
 
 
 def _whole(raw: bytes) -> int | None:
