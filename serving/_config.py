@@ -18,7 +18,7 @@
         services: [matchmaking, recommendation]   # or ["*"] for every service and feature lists
     feature_log:                     # the writer of FeatureService(logging_config=...) logs
       max_queued_rows: 200000        # per worker; past it, logged lookups are dropped (counted)
-      flush_seconds: 0.5
+      flush_seconds: 0.2
       roll_megabytes: 64             # a file is closed and renamed into place at this size
       roll_seconds: 300              # or this age
 
@@ -60,7 +60,7 @@ class FeatureLogSettings:
     """How each worker writes the logs of feature services that log their lookups."""
 
     max_queued_rows: int = 200_000
-    flush_seconds: float = 0.5
+    flush_seconds: float = 0.2
     roll_megabytes: float = 64.0
     roll_seconds: float = 300.0
 

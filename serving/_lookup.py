@@ -217,27 +217,25 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
         every = _judged(plan, replies, keys, rows, now, tally, ages)
         out += _composed(plan, every, columns, fields, rows, tally, served)
         return b"".join(out)
-    if served is not None:  # logged: judged as a whole, then framed
-        every = _judged(plan, replies, keys, rows, now, tally, ages)
-        for (group, index), judged in zip(plan.read.order, every, strict=True):
-            name = tiles[index].name if group == TILES else groups[group].views[index].name
-            out += _framed(name, judged, tally)
-            served.append(Served(judged.stamps, judged.statuses, judged.values))
-        return b"".join(out)
     for group, index in plan.read.order:
         if group == TILES:
             at = len(groups) + index
             judged = judge_tiles(tiles[index], replies[at], rows, now, malformed)
             out += _framed(tiles[index].name, judged, tally)
+            if served is not None:
+                served.append(Served(judged.stamps, judged.statuses, judged.values))
             if malformed:
                 tally.malformed += [(m, keys[at][m.row]) for m in malformed]
                 malformed = []
             continue
         view = groups[group].views[index]
         if rows == 1 and ages is None:
-            out += _one_row_vectors(view, replies[group][0], now, tally, malformed)
+            out += _one_row_vectors(view, replies[group][0], now, tally, malformed, served)
         else:
-            out += _view_vectors(view, replies[group], now, tally, ages=ages, malformed=malformed)
+            judged = judge_view(view, replies[group], now, malformed, ages)
+            out += _framed(view.name, judged, tally)
+            if served is not None:
+                served.append(Served(judged.stamps, judged.statuses, judged.values))
         if malformed:
             tally.malformed += [(m, keys[group][m.row]) for m in malformed]
             malformed = []
@@ -340,19 +338,6 @@ def _entity_vector(values: Sequence[Any], rows: int) -> bytes:
     return feature_vector(framed, bytes([PRESENT]) * rows, EMPTY_TIMESTAMP * rows)
 
 
-def _view_vectors(
-    view: ViewRead,
-    replies: list[Any],
-    now: float,
-    counts: Counts,
-    *,
-    ages: list[tuple[str, float]] | None,
-    malformed: list[Malformed],
-) -> list[bytes]:
-    """The FeatureVectors of one view's features."""
-    return _framed(view.name, judge_view(view, replies, now, malformed, ages), counts)
-
-
 def _framed(view: str, judged: Judgement, counts: Counts) -> list[bytes]:
     """The FeatureVectors of one view's judged features, tallied."""
     if len(judged.stamps) == 1:
@@ -380,12 +365,19 @@ _TAILS = [STATUS_TAG + b"\x01" + bytes([status]) for status in range(5)]
 _SHORT = [bytes([n]) for n in range(128)]
 
 
-def _one_row_vectors(
-    view: ViewRead, reply: Any, now: float, counts: Counts, malformed: list[Malformed]
+def _one_row_vectors(  # noqa: PLR0917 - one call site
+    view: ViewRead,
+    reply: Any,
+    now: float,
+    counts: Counts,
+    malformed: list[Malformed],
+    served: list[Served] | None,
 ) -> list[bytes]:
-    """``_view_vectors`` for a single entity row, the most common request, with less work
-    per feature: the same statuses, values and framing."""
+    """The FeatureVectors of one view for a single entity row, the most common request,
+    with less work per feature: the same statuses, values and framing."""
     stamp, statuses, values = judge_row(view, reply, now, malformed)
+    if served is not None:
+        served.append(Served((stamp,), [(s,) for s in statuses], [(v,) for v in values]))
     return _row_framed(view.name, stamp, statuses, values, counts)
 
 

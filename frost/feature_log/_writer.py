@@ -80,7 +80,7 @@ class LogWriter:
         self,
         *,
         max_queued_rows: int = 200_000,
-        flush_seconds: float = 0.5,
+        flush_seconds: float = 0.2,
         roll_bytes: int = 64 << 20,
         roll_seconds: float = 300.0,
         warn_seconds: float = 30.0,
