@@ -80,7 +80,7 @@ async def _worker(
     summary: str | None,
     on_ready: Callable[[str], None] | None,
 ) -> None:
-    from frost.feature_log import LogWriter
+    from frost.feature_log import ProcessLogWriter
     from frost.online import AsyncRedis
     from frost.serving._metrics import ServerMetrics
     from frost.serving._registry import RegistryWatcher
@@ -91,7 +91,7 @@ async def _worker(
     redis = AsyncRedis(repo.online_config)
     metrics = ServerMetrics()
     log_settings = settings.feature_log
-    writer = LogWriter(
+    writer = ProcessLogWriter(
         max_queued_rows=log_settings.max_queued_rows,
         flush_seconds=log_settings.flush_seconds,
         roll_bytes=int(log_settings.roll_megabytes * (1 << 20)),

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from frost.errors import BadInput, FrostError, ServiceStartError
-from frost.feature_log import LogRecord, LogTarget, LogWriter, Served
+from frost.feature_log import LogRecord, LogTarget, LogWriter, ProcessLogWriter, Served
 from frost.online import AsyncRedis
 from frost.proto import frost_serving_pb2 as frost_pb
 from frost.proto import frost_serving_pb2_grpc as frost_grpc
@@ -64,7 +64,7 @@ class FeatureServer:
         watcher: RegistryWatcher,
         redis: AsyncRedis,
         metrics: ServerMetrics,
-        log_writer: LogWriter | None = None,
+        log_writer: LogWriter | ProcessLogWriter | None = None,
     ) -> None:
         self._settings = settings
         self._log = log_writer

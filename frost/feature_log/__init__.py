@@ -25,6 +25,7 @@ from frost.feature_log._schema import (
     arrow_type,
     log_target,
 )
+from frost.feature_log._sink import ProcessLogWriter
 from frost.feature_log._writer import LogWriter, WriterStats
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "LogWriter",
     "LoggedFeature",
     "Mismatch",
+    "ProcessLogWriter",
     "Served",
     "WriterStats",
     "arrow_type",
