@@ -204,7 +204,9 @@ def _feature_log(raw: Any, where: str) -> FeatureLogSettings:
         )
     values: dict[str, Any] = {}
     if "max_queued_rows" in raw:
-        values["max_queued_rows"] = _int(raw["max_queued_rows"], f"{where}: feature_log.max_queued_rows")
+        values["max_queued_rows"] = _int(
+            raw["max_queued_rows"], f"{where}: feature_log.max_queued_rows"
+        )
     for name in ("flush_seconds", "roll_megabytes", "roll_seconds"):
         if name in raw:
             values[name] = _number(raw[name], f"{where}: feature_log.{name}")

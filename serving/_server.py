@@ -100,7 +100,9 @@ class FeatureServer:
             wait = self._wait_limit(context)
             target = snapshot.log_targets.get(plan.service) if plan.service else None
             served: list[Served] | None = None
-            if target is not None and (target.sample_rate >= 1.0 or random.random() < target.sample_rate):
+            if target is not None and (
+                target.sample_rate >= 1.0 or random.random() < target.sample_rate
+            ):
                 served = []
             now = time.time()
             async with asyncio.timeout(wait):
@@ -129,7 +131,7 @@ class FeatureServer:
     def _tally(self) -> Counts:
         return self._metrics.pending
 
-    def _log_lookup(  # noqa: PLR0913, PLR0917 - one call site
+    def _log_lookup(  # noqa: PLR0917 - one call site
         self,
         target: LogTarget,
         plan: LookupPlan,

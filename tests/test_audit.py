@@ -29,6 +29,7 @@ from frost.services import RedisServer
 from tests.conftest import copy_repo
 from tests.reference import source_of, source_path
 from tests.serving_support import Server, entity_ids, load_latest, request, stub
+from tests.test_dags import _run_dag, airflow_environment
 from tests.test_feature_log import FAST_ROLL, _log_dir, _log_services, _wait_for_rows
 
 LOOKUPS = 10_000
@@ -200,3 +201,38 @@ def test_a_backfill_after_serving_is_explained_as_one(logged: FeatureRepo, tmp_p
         assert "a backfill after serving" in html
     finally:
         path.write_bytes(original)
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return airflow_environment(tmp_path_factory.mktemp("airflow"))
+
+
+def test_the_quality_dag_audits_services_that_log(
+    logged: FeatureRepo, airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    skewed = _present_users(logged, SKEWED, 3)
+
+    def double_spend(table: pa.Table) -> pa.Table:
+        mine = pc.is_in(
+            table.column("user_id"), pa.array(skewed, table.schema.field("user_id").type)
+        )
+        spend = table.column("lifetime_spend_usd")
+        changed = pc.if_else(mine, pc.add(pc.multiply(spend, 2.0), 1.0), spend)
+        at = table.schema.get_field_index("lifetime_spend_usd")
+        return table.set_column(at, "lifetime_spend_usd", changed)
+
+    env = {**airflow_env, "FROST_REPO": str(logged.path), "FROST_QUALITY_DIR": str(tmp_path)}
+    when = datetime.now(UTC) + timedelta(minutes=1)  # the day before holds every lookup
+    path, original = _rewrite(logged, double_spend)
+    try:
+        run = _run_dag(env, "frost_data_quality", {"views": "user_profile"}, when.isoformat())
+    finally:
+        path.write_bytes(original)
+    assert run["state"] == "failed", run
+    assert run["tasks"]["parity_audit[-1]"] == "success"
+    assert run["tasks"]["check_quality[-1]"] == "failed"
+    day = f"{when - timedelta(days=1):%Y-%m-%d}"
+    summary = json.loads((tmp_path / day / "audit" / "churn_prediction" / "audit.json").read_text())
+    assert summary["verdict"] == "fail"
+    assert {e["entity"]["user_id"] for e in summary["worst_entities"]} == set(skewed)

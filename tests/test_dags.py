@@ -27,7 +27,11 @@ DAGS = ROOT / "dags"
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow")
+    return airflow_environment(tmp_path_factory.mktemp("airflow"))
+
+
+def airflow_environment(home: Path) -> dict[str, str]:
+    """The environment of an Airflow home with a migrated database, running these DAGs."""
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("FROST_ENGINE", "FROST_SPARK_MASTER")},
         "AIRFLOW_HOME": str(home),
@@ -62,7 +66,7 @@ def test_dags_import_with_the_expected_tasks(airflow_env: dict[str, str]) -> Non
     assert found["errors"] == {}
     assert found["dags"] == {
         "frost_backfill": ["backfill_chunk", "chunks"],
-        "frost_data_quality": ["check_quality", "quality_report"],
+        "frost_data_quality": ["check_quality", "parity_audit", "quality_report"],
         "frost_materialize": ["batch_views", "check_freshness", "materialize"],
     }
 
@@ -169,7 +173,11 @@ def test_data_quality_dag_passes_on_clean_data_and_fails_on_stale_data(
     late = (SAMPLE_END + timedelta(days=3)).isoformat()
     bad = _run_dag(env, "frost_data_quality", {"views": "user_activity_7d"}, late)
     assert bad["state"] == "failed", bad
-    assert bad["tasks"] == {"quality_report[-1]": "success", "check_quality[-1]": "failed"}
+    assert bad["tasks"] == {
+        "quality_report[-1]": "success",
+        "parity_audit[-1]": "success",
+        "check_quality[-1]": "failed",
+    }
     summary = json.loads((tmp_path / "2026-11-03" / "summary.json").read_text())
     (view,) = summary["views"]
     assert view["status"] == "fail" and view["stale_entities"] == view["sampled_entities"]

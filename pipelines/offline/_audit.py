@@ -65,7 +65,7 @@ def service_log_target(repo: FeatureRepo, service: str) -> LogTarget:
     return target
 
 
-def audit(  # noqa: PLR0913 - the command's options
+def audit(
     repo: FeatureRepo,
     service: str,
     out: str | Path,
@@ -152,7 +152,7 @@ def _recompute(  # noqa: PLR0917 - one caller per pass
     return out, report.engine
 
 
-def _at_served(  # noqa: PLR0913, PLR0917 - one call site
+def _at_served(  # noqa: PLR0917 - one call site
     repo: FeatureRepo,
     schema: LogSchema,
     logged: pa.Table,
