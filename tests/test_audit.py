@@ -22,7 +22,7 @@ from frost import repo as repo_module
 from frost.feature_log import read_logs
 from frost.online import FieldStatus
 from frost.pipelines.batch import materialize
-from frost.pipelines.offline import audit, service_log_target
+from frost.pipelines.offline import audit, service_log_target, training_set_from_logs
 from frost.repo import FeatureRepo
 from frost.sample_data import SampleSpec, generate
 from frost.services import RedisServer
@@ -236,3 +236,46 @@ def test_the_quality_dag_audits_services_that_log(
     summary = json.loads((tmp_path / day / "audit" / "churn_prediction" / "audit.json").read_text())
     assert summary["verdict"] == "fail"
     assert {e["entity"]["user_id"] for e in summary["worst_entities"]} == set(skewed)
+
+
+def test_training_sets_from_logs_hold_what_was_served(logged: FeatureRepo, tmp_path: Path) -> None:
+    logs = read_logs(service_log_target(logged, "churn_prediction"))
+    features = [c for c in logs.column_names if c.count("__") == 1 and not c.startswith("__")]
+    picked = logs.take(pa.array(range(0, logs.num_rows, 250)))
+    # by request id: exactly the rows logged for those requests
+    labels = pa.table({
+        "request_id": picked.column("__request_id"),
+        "churned": pa.array([i % 2 == 0 for i in range(picked.num_rows)]),
+    })  # fmt: skip
+    pq.write_table(labels, tmp_path / "by_id.parquet")
+    report = training_set_from_logs(
+        logged, "churn_prediction", tmp_path / "by_id.parquet", tmp_path / "by_id",
+        full_feature_names=True,
+    )  # fmt: skip
+    assert (report.rows, report.matched, report.joined_by) == (40, 40, "request id")
+    got = pq.read_table(tmp_path / "by_id")
+    assert got.column("churned").to_pylist() == labels.column("churned").to_pylist()
+    for name in [*features, "__request_id", "user_id"]:
+        assert got.column(name).to_pylist() == picked.column(name).to_pylist(), name
+    # by entity keys and time: the latest lookup of each user logged at or before the label
+    users = sorted(set(logs.column("user_id").to_pylist()))[:20]
+    after = pc.max(logs.column("__log_timestamp")).as_py() + timedelta(seconds=1)
+    before = logs.column("__log_timestamp")[0].as_py() - timedelta(days=1)
+    labels = pa.table({
+        "user_id": pa.array([*users, users[0]], pa.int64()),
+        "event_timestamp": pa.array([after] * len(users) + [before], pa.timestamp("us", "UTC")),
+    })  # fmt: skip
+    pq.write_table(labels, tmp_path / "by_time.parquet")
+    report = training_set_from_logs(
+        logged, "churn_prediction", tmp_path / "by_time.parquet", tmp_path / "by_time"
+    )
+    assert (report.rows, report.matched) == (21, 20)  # the last label is before every log
+    got = pq.read_table(tmp_path / "by_time")
+    latest = {}
+    for row in logs.to_pylist():
+        latest[row["user_id"]] = row  # logs come in request order
+    short = {name: name.split("__", 1)[1] for name in features}
+    for index, user in enumerate(users):
+        for name in features:
+            assert got.column(short[name])[index].as_py() == latest[user][name], (user, name)
+    assert got.column("__request_id")[len(users)].as_py() is None

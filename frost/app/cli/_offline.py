@@ -32,9 +32,35 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--full-feature-names", action="store_true", help="name columns view__feature"
     )
+    parser.add_argument(
+        "--from-logs",
+        action="store_true",
+        help="features from the service's logged lookups (what serving returned), joined to "
+        "--entities (labels) by request_id, else by join keys and time",
+    )
     add_engine_flags(parser)
     parser.set_defaults(run=run_training_set)
     register_audit(commands)
+
+
+def _from_logs(args: argparse.Namespace, repo: FeatureRepo) -> int:
+    from frost.pipelines.offline import training_set_from_logs
+
+    report = training_set_from_logs(
+        repo,
+        args.service,
+        args.entities,
+        args.out,
+        timestamp_column=args.timestamp_column,
+        full_feature_names=args.full_feature_names,
+        **engine_options(args, repo),
+    )
+    print(
+        f"training set of '{report.service}' from its logs: {report.rows:,} label rows, "
+        f"{report.matched:,} matched by {report.joined_by}, in {report.seconds:.1f}s "
+        f"-> {report.out}"
+    )
+    return 0
 
 
 def register_audit(commands: Subparsers) -> None:
@@ -95,6 +121,8 @@ def run_training_set(args: argparse.Namespace) -> int:
     from frost.pipelines.offline import training_set
 
     repo = FeatureRepo.open(args.repo)
+    if args.from_logs:
+        return _from_logs(args, repo)
     report = training_set(
         repo,
         args.service,
