@@ -143,19 +143,9 @@ def main() -> int:
     text = markdown(args, machine, rows, written, outcomes, seconds, load_average)
     print(text)
     if args.write:
-        od.RESULTS.write_text(_replaced(od.RESULTS.read_text(), text))
+        od.write_section(text, SECTION)
         od.say(f"wrote '{SECTION}' in {od.RESULTS}")
     return 0
-
-
-def _replaced(current: str, text: str) -> str:
-    import re
-
-    pattern = re.compile(rf"^{re.escape(SECTION)}.*?(?=^## |\Z)", re.M | re.S)
-    section = text.strip() + "\n"
-    if pattern.search(current):
-        return pattern.sub(lambda _: section + "\n", current, count=1).rstrip() + "\n"
-    return current.rstrip() + "\n\n" + section
 
 
 def markdown(  # noqa: PLR0917 - one call site

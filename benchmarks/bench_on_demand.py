@@ -547,10 +547,10 @@ def ratios(report: Report) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section_title: str = SECTION) -> None:
     """Replace the section in RESULTS.md (up to the next `## ` heading), or append it."""
     current = RESULTS.read_text()
-    pattern = re.compile(rf"^{re.escape(SECTION)}.*?(?=^## |\Z)", re.M | re.S)
+    pattern = re.compile(rf"^{re.escape(section_title)}.*?(?=^## |\Z)", re.M | re.S)
     section = text.strip() + "\n"
     if pattern.search(current):
         updated = pattern.sub(lambda _: section + "\n", current, count=1).rstrip() + "\n"

@@ -22,13 +22,12 @@ import multiprocessing as mp
 import os
 import pickle
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from frost.feature_log._records import LogRecord
 from frost.feature_log._schema import LogTarget
-from frost.feature_log._writer import LogWriter, WriterStats
+from frost.feature_log._writer import LogQueue, LogWriter, WriterStats
 
 __all__ = ["ProcessLogWriter"]
 
@@ -59,9 +58,7 @@ class ProcessLogWriter:
         }
         self.stats = WriterStats()
         self._on_outcome = on_outcome
-        self._queue: deque[tuple[LogTarget, LogRecord]] = deque()
-        self._queued_rows = 0
-        self._lock = threading.Lock()
+        self._queue = LogQueue(max_queued_rows, self._count)
         self._stop = threading.Event()
         self._feeder: threading.Thread | None = None
         self._child: Any = None
@@ -69,18 +66,11 @@ class ProcessLogWriter:
 
     def submit(self, target: LogTarget, record: LogRecord) -> bool:
         """Queue ``record``; ``False`` (counted as dropped) when the queue is full."""
-        rows = record.rows
-        with self._lock:
-            if self._queued_rows + rows > self.max_queued_rows:
-                self._count(record.service, "queue_full", 1)
-                return False
-            self._queue.append((target, record))
-            self._queued_rows += rows
-        return True
+        return self._queue.put(target, record)
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
 
     def start(self) -> ProcessLogWriter:
         """Start the feeder; the child process starts with the first logged lookup, so a
@@ -135,12 +125,9 @@ class ProcessLogWriter:
             log.exception("feature log feeder failed; lookups are no longer logged")
 
     def _hand_over(self) -> None:
-        with self._lock:
-            if not self._queue:
-                return
-            batch = list(self._queue)
-            self._queue.clear()
-            self._queued_rows = 0
+        batch = self._queue.take()
+        if not batch:
+            return
         if self._child is None:
             self._spawn()
         self._conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))

@@ -73,6 +73,41 @@ class _OpenFile:
     day: date
 
 
+class LogQueue:
+    """The request path's side of a writer: logged lookups queued in memory, bounded by
+    entity rows; a lookup past the bound is dropped and counted (``queue_full``)."""
+
+    def __init__(self, max_rows: int, count: Callable[[str, str, int], None]) -> None:
+        self.max_rows = max_rows
+        self._count = count
+        self._items: deque[tuple[LogTarget, LogRecord]] = deque()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def put(self, target: LogTarget, record: LogRecord) -> bool:
+        """Queue ``record``; ``False`` (counted as dropped) when the queue is full."""
+        rows = record.rows
+        with self._lock:
+            if self._rows + rows > self.max_rows:
+                self._count(record.service, "queue_full", 1)
+                return False
+            self._items.append((target, record))
+            self._rows += rows
+        return True
+
+    def take(self) -> list[tuple[LogTarget, LogRecord]]:
+        """Everything queued, emptying the queue."""
+        with self._lock:
+            batch = list(self._items)
+            self._items.clear()
+            self._rows = 0
+        return batch
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+
 class LogWriter:
     """Writes the logged lookups of one server worker."""
 
@@ -93,9 +128,7 @@ class LogWriter:
         self.warn_seconds = warn_seconds
         self.stats = WriterStats()
         self._on_outcome = on_outcome
-        self._queue: deque[tuple[LogTarget, LogRecord]] = deque()
-        self._queued_rows = 0
-        self._lock = threading.Lock()
+        self._queue = LogQueue(max_queued_rows, self._dropped)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,19 +141,15 @@ class LogWriter:
 
     def submit(self, target: LogTarget, record: LogRecord) -> bool:
         """Queue ``record``; ``False`` (counted as dropped) when the queue is full."""
-        rows = record.rows
-        with self._lock:
-            if self._queued_rows + rows > self.max_queued_rows:
-                self.stats.drop(record.service, "queue_full", 1)
-                self._outcome(record.service, "queue_full", 1)
-                return False
-            self._queue.append((target, record))
-            self._queued_rows += rows
-        return True
+        return self._queue.put(target, record)
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
+
+    def _dropped(self, service: str, reason: str, count: int) -> None:
+        self.stats.drop(service, reason, count)
+        self._outcome(service, reason, count)
 
     # -- the writer's thread --------------------------------------------------------------
 
@@ -143,10 +172,7 @@ class LogWriter:
 
     def flush(self) -> None:
         """Write every queued record now (the thread does this every ``flush_seconds``)."""
-        with self._lock:
-            batch = list(self._queue)
-            self._queue.clear()
-            self._queued_rows = 0
+        batch = self._queue.take()
         by_file: dict[tuple[str, str], tuple[LogTarget, list[LogRecord]]] = {}
         for target, record in batch:
             key = (record.service, record.client)
