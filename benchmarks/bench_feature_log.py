@@ -12,7 +12,7 @@ flight) and maximum requests/s (many in flight). The replies of both services ar
 equal before any load; after the load, the rows in the log files and the drop counters of
 the metrics endpoint are read, so the logging that was measured is the logging that was done.
 
-    python benchmarks/bench_feature_log.py --write   # about 4 minutes; replaces the section
+    python benchmarks/bench_feature_log.py --write   # about 8 minutes; replaces the section
     python benchmarks/bench_feature_log.py --entities 5000 --seconds 2 --repeat 1  # smoke run
 """
 
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, default=100_000, help="users loaded")
     parser.add_argument("--seconds", type=int, default=5, help="per h2load run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per measurement (median)")
     parser.add_argument("--grpc-clients", type=int, default=8, help="h2load -c, max load")
     parser.add_argument("--grpc-streams", type=int, default=16, help="h2load -m, max load")
     parser.add_argument("--http-clients", type=int, default=16, help="unused (bench_serve)")
@@ -105,6 +107,7 @@ def main() -> int:
     started = time.perf_counter()
     load_average = os.getloadavg()[0]
     rows: dict[int, list[od.ServiceRow]] = {}
+    costs: dict[int, dict[str, tuple[float, float]]] = {}
     with (
         b.terminated_as_exit(),
         RedisServer().start() as redis_server,
@@ -134,6 +137,12 @@ def main() -> int:
                     raise SystemExit(f"batch {batch}: the two services answer differently")
                 rows[batch] = od.bench_overhead(ctx, logged, plain)
                 od.say(f"batch {batch}: {[r.peak.median for r in rows[batch]]}")
+                rate = PACED_SHARE * rows[batch][1].peak.median.max_rps
+                assert frost.process is not None
+                costs[batch] = cpu_costs(
+                    ctx, frost.process.pid, metrics_port, (logged, plain), rate
+                )
+                od.say(f"batch {batch}: CPU per lookup {costs[batch]}")
             time.sleep(2)  # the writer's last flush
             outcomes = dropped(metrics_port)
         finally:
@@ -141,11 +150,87 @@ def main() -> int:
         written = logged_rows(repo)
     seconds = time.perf_counter() - started
     text = markdown(args, machine, rows, written, outcomes, seconds, load_average)
+    text += "\n" + "\n".join(cost_lines(costs))
     print(text)
     if args.write:
         od.write_section(text, SECTION)
         od.say(f"wrote '{SECTION}' in {od.RESULTS}")
     return 0
+
+
+PACED_SHARE = 0.5  # the CPU cost is measured at this share of the unlogged max req/s
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (from any of its threads)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += (task / "children").read_text().split()
+    return [int(child) for child in found]
+
+
+def requests_served(metrics_port: int) -> float:
+    """Every GetOnlineFeatures request the server counted (warm-up runs included)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.decode().splitlines()
+        if line.startswith("frost_serving_requests_total{")
+    )
+
+
+def cpu_costs(
+    ctx: b.Context,
+    server: int,
+    metrics_port: int,
+    targets: tuple[b.Target, b.Target],
+    rate: float,
+) -> dict[str, tuple[float, float]]:
+    """Per service, the median CPU microseconds per lookup of the serving process and of
+    its other processes (the log writer), at a paced load of ``rate`` req/s: at a fixed
+    load the cost does not depend on how busy the machine's other core is."""
+    samples: dict[str, list[tuple[float, float]]] = {t.name: [] for t in targets}
+    for repeat in range(ctx.args.repeat):
+        for target in targets if repeat % 2 == 0 else targets[::-1]:
+            others = children(server)
+            before = process_cpu(server), sum(process_cpu(p) for p in others)
+            run = od.run(
+                ctx, target, b.Load(clients=8, streams=1, total_rps=rate), ctx.args.seconds
+            )
+            others = children(server)
+            after = process_cpu(server), sum(process_cpu(p) for p in others)
+            samples[target.name].append(
+                (
+                    (after[0] - before[0]) / run.requests * 1e6,
+                    (after[1] - before[1]) / run.requests * 1e6,
+                )
+            )
+    return {
+        name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
+        for name, runs in samples.items()
+    }
+
+
+def cost_lines(costs: dict[int, dict[str, tuple[float, float]]]) -> list[str]:
+    lines = [
+        "",
+        f"CPU per lookup at a paced load ({PACED_SHARE:.0%} of the unlogged max req/s, 8 "
+        "connections; medians of the runs; microseconds of CPU per request):",
+        "",
+        "| batch | service | serving process | log writer process |",
+        "|---:|---|---:|---:|",
+    ]
+    for batch, by_service in costs.items():
+        for name, (serving, writer) in by_service.items():
+            short = name.rsplit(", ", 1)[-1]
+            lines.append(f"| {batch} | `{short}` | {serving:,.0f} | {writer:,.0f} |")
+    return lines
 
 
 def markdown(  # noqa: PLR0917 - one call site
@@ -196,12 +281,22 @@ def markdown(  # noqa: PLR0917 - one call site
     for batch, (logged, plain) in rows.items():
         rps = logged.peak.median.max_rps / plain.peak.median.max_rps
         p99 = logged.back_to_back.median.p99_ms / plain.back_to_back.median.p99_ms
+        paired_rps = paired(logged.peak, plain.peak, lambda m: m.max_rps)
+        paired_p99 = paired(logged.back_to_back, plain.back_to_back, lambda m: m.p99_ms)
         met = abs(rps - 1) <= TARGET and p99 <= 1 + TARGET
         lines.append(
             f"- batch {batch}: max req/s **{rps:.2f}x**, p99 **{p99:.2f}x** "
-            f"({'met' if met else '**missed**'})"
+            f"({'met' if met else '**missed**'}); median of the ratios within each repeat: "
+            f"max req/s {paired_rps:.2f}x, p99 {paired_p99:.2f}x"
         )
     return "\n".join(lines)
+
+
+def paired(logged: od.Result, plain: od.Result, value: Callable[[b.Measured], float]) -> float:
+    """The median of logged/plain within each repeat (both measured back to back, so a
+    machine that slows down for a while moves both)."""
+    ratios = [value(a) / value(z) for a, z in zip(logged.runs, plain.runs, strict=True)]
+    return statistics.median(ratios)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the ingestor's contract handling shows up in its metrics.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -104,16 +103,12 @@ def produce(
 
 
 def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int = 2) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.admin import KafkaAdminClient
+
+    from frost._kafka import ensure_topics as ensure
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1)
-                   for t in topics if t not in existing]  # fmt: skip
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile: fine
-                admin.create_topics(missing)
+        ensure(admin, topics, partitions)
     finally:
         admin.close()

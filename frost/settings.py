@@ -19,6 +19,10 @@ the same file as the Feast repo they belong to::
       ingest:
         wait_for_replicas: 1               # commit offsets once a replica has the batch
         replication_timeout_ms: 1000
+      feature_log:                         # where frost serve sends logged lookups
+        kafka:                             # (default: the files of each LoggingConfig)
+          bootstrap_servers: kafka:9092    # frost log-sink writes the topic to those files
+          topic: frost.feature_log
 
 Command-line flags override the file; ``FROST_ENGINE`` overrides ``engine`` and
 ``FROST_SPARK_MASTER`` overrides ``spark.master``.
@@ -39,6 +43,8 @@ from frost.errors import ConfigError
 __all__ = [
     "ENGINES",
     "EngineName",
+    "FeatureLogFileSettings",
+    "FeatureLogKafkaSettings",
     "FrostSettings",
     "LocalSettings",
     "SparkSettings",
@@ -94,6 +100,26 @@ class IngestFileSettings(BaseModel):
     replication_timeout_ms: int = Field(default=1000, ge=1)
 
 
+class FeatureLogKafkaSettings(BaseModel):
+    """A Kafka topic that ``frost serve`` sends logged lookups to, instead of writing the
+    files itself (servers with no shared disk); ``frost log-sink`` writes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str
+    topic: str = "frost.feature_log"
+    max_message_bytes: int = Field(default=900_000, ge=10_000)
+
+
+class FeatureLogFileSettings(BaseModel):
+    """Where logged lookups go: the ``FileLoggingDestination`` of each service, or a
+    Kafka topic on the way there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kafka: FeatureLogKafkaSettings | None = None
+
+
 class FrostSettings(BaseModel):
     """The ``frost:`` section of ``feature_store.yaml``."""
 
@@ -105,6 +131,7 @@ class FrostSettings(BaseModel):
     local: LocalSettings = Field(default_factory=LocalSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     ingest: IngestFileSettings = Field(default_factory=IngestFileSettings)
+    feature_log: FeatureLogFileSettings = Field(default_factory=FeatureLogFileSettings)
 
     def quarantine_dir(self, repo: Path) -> Path:
         path = Path(self.quarantine_path)

@@ -223,7 +223,7 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
             judged = judge_tiles(tiles[index], replies[at], rows, now, malformed)
             out += _framed(tiles[index].name, judged, tally)
             if served is not None:
-                served.append(Served(judged.stamps, judged.statuses, judged.values))
+                served.append(_served(judged))
             if malformed:
                 tally.malformed += [(m, keys[at][m.row]) for m in malformed]
                 malformed = []
@@ -235,7 +235,7 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
             judged = judge_view(view, replies[group], now, malformed, ages)
             out += _framed(view.name, judged, tally)
             if served is not None:
-                served.append(Served(judged.stamps, judged.statuses, judged.values))
+                served.append(_served(judged))
         if malformed:
             tally.malformed += [(m, keys[group][m.row]) for m in malformed]
             malformed = []
@@ -302,7 +302,7 @@ def _composed(  # noqa: PLR0917 - one call site
             )
         out += _framed(name, part, tally)
         if served is not None:
-            served.append(Served(part.stamps, part.statuses, part.values))
+            served.append(_served(part))
     return out
 
 
@@ -330,6 +330,18 @@ def _transformed(
         transform, features, statuses, extra, rows, step.wanted, step.checks
     )
     return Judgement([None] * rows, outputs, values)
+
+
+def _served(judged: Judgement) -> Served:
+    """A judged part of the response as the feature log keeps it (one-row form for one
+    row)."""
+    if len(judged.stamps) == 1:
+        return (
+            judged.stamps[0],
+            [column[0] for column in judged.statuses],
+            [column[0] for column in judged.values],
+        )
+    return (judged.stamps, judged.statuses, judged.values)
 
 
 def _entity_vector(values: Sequence[Any], rows: int) -> bytes:
@@ -377,7 +389,7 @@ def _one_row_vectors(  # noqa: PLR0917 - one call site
     with less work per feature: the same statuses, values and framing."""
     stamp, statuses, values = judge_row(view, reply, now, malformed)
     if served is not None:
-        served.append(Served((stamp,), [(s,) for s in statuses], [(v,) for v in values]))
+        served.append((stamp, statuses, values))
     return _row_framed(view.name, stamp, statuses, values, counts)
 
 

@@ -96,6 +96,7 @@ async def _worker(
         flush_seconds=log_settings.flush_seconds,
         roll_bytes=int(log_settings.roll_megabytes * (1 << 20)),
         roll_seconds=log_settings.roll_seconds,
+        kafka=repo.settings.feature_log.kafka,
         on_outcome=lambda service, outcome, n: metrics.feature_log.labels(service, outcome).inc(n),
     ).start()
     server = FeatureServer(settings, watcher, redis, metrics, writer)

@@ -73,6 +73,10 @@ class FeatureServer:
         self._metrics = metrics
         self._timeout = min(settings.redis_timeout_ms / 1000, redis.config.socket_timeout)
         self._clients = {_digest(c.token): c for c in settings.clients}
+        # Request ids of logged lookups the caller gave none for: random per worker, then a
+        # counter (unique across workers and restarts, cheaper than a uuid per request).
+        self._id_prefix = uuid.uuid4().hex[:16] + "-"
+        self._requests = 0
         self.health = health_aio.HealthServicer()
 
     # -- GetOnlineFeatures ------------------------------------------------------------------
@@ -150,12 +154,13 @@ class FeatureServer:
                 request_id = str(value)[:128]
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            self._requests += 1
+            request_id = f"{self._id_prefix}{self._requests:x}"
         rows = len(next(iter(columns.values())))
         logged = dict(columns)
         if plan.request_fields:
             logged.update(request_columns(request, plan, rows))
-        record = LogRecord(plan.label, request_id, client, now, logged, served)
+        record = LogRecord(plan.label, request_id, client, now, rows, logged, served)
         if self._log is not None:
             self._log.submit(target, record)
         context.set_trailing_metadata((("x-request-id", request_id),))

@@ -5,13 +5,16 @@ killed mid-file leaves nothing half-written in sight."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,14 +23,15 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from feast import FeatureStore
 from feast.feature_logging import FeatureServiceLoggingSource
 from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
 
-from frost.feature_log import LogRecord, LogSchema, LogTarget, LogWriter, Served
+from frost.feature_log import LogRecord, LogSchema, LogTarget, LogWriter, encode_message
 from frost.online import FieldStatus
 from frost.repo import FeatureRepo
-from frost.services import RedisServer
+from frost.services import KafkaBroker, RedisServer, free_port
 from frost.serving._registry import load_snapshot
 from tests.serving_support import Server, entity_ids, make_served_repo, request, stub
 
@@ -129,7 +133,7 @@ def test_served_lookups_are_logged_as_feast_reads_them(repo: FeatureRepo) -> Non
             )
             reply, call = client.GetOnlineFeatures.with_call(message, timeout=10)
             purchase_id = dict(call.trailing_metadata())["x-request-id"]
-            assert len(purchase_id) == 32
+            assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", purchase_id), purchase_id
         _wait_for_rows(_log_dir(repo, "churn_prediction"), len(users))
         _wait_for_rows(_log_dir(repo, "purchase_scoring"), len(users))
         assert _metric(server, "frost_feature_log_records_total", outcome="written") >= 8
@@ -169,10 +173,17 @@ def _same_as_feast(written: pa.Schema, feast: pa.Schema) -> None:
             assert ours.type == theirs.type, (ours, theirs)
 
 
-def _check_served_rows(repo: FeatureRepo, store: FeatureStore, replies: dict[str, Any]) -> None:
-    """Each logged value is the value served, with its status and event time."""
+def _check_served_rows(
+    repo: FeatureRepo, store: FeatureStore, replies: dict[str, Any], prefix: str = "churn-"
+) -> None:
+    """Each logged value is the value served, with its status and event time (the logged
+    rows of request ids starting with ``prefix``)."""
     churn = ds.dataset(_log_dir(repo, "churn_prediction"), format="parquet").to_table()
-    by_id = {row["__request_id"]: row for row in churn.to_pylist()}
+    by_id = {
+        row["__request_id"]: row
+        for row in churn.to_pylist()
+        if row["__request_id"].startswith(prefix)
+    }
     assert sorted(by_id) == sorted(replies)
     for request_id, reply in replies.items():
         row = by_id[request_id]
@@ -200,8 +211,8 @@ def _check_served_rows(repo: FeatureRepo, store: FeatureStore, replies: dict[str
                 assert row[column] is None
             else:
                 assert stamp is not None and stamp.timestamp() == vector.event_timestamps[0].seconds
-    assert by_id["churn-6"]["user_id"] == MISSING_USER
-    assert by_id["churn-6"]["user_profile__level__status"] == FieldStatus.NOT_FOUND
+    assert by_id[f"{prefix}6"]["user_id"] == MISSING_USER
+    assert by_id[f"{prefix}6"]["user_profile__level__status"] == FieldStatus.NOT_FOUND
 
 
 def _check_on_demand_rows(
@@ -217,6 +228,116 @@ def _check_on_demand_rows(
     }
     logged_share = purchases.column("purchase_context__basket_share_of_spend").to_pylist()
     assert logged_share[:-1] == pytest.approx(served["basket_share_of_spend"][:-1], rel=1e-12)
+
+
+@contextmanager
+def _kafka_logging(repo: FeatureRepo, bootstrap_servers: str, topic: str) -> Iterator[None]:
+    """The repo's servers send logged lookups to ``topic`` while the block runs."""
+    config = repo.path / "feature_store.yaml"
+    original = config.read_text()
+    settings = yaml.safe_load(original)
+    settings.setdefault("frost", {})["feature_log"] = {
+        "kafka": {"bootstrap_servers": bootstrap_servers, "topic": topic}
+    }
+    config.write_text(yaml.safe_dump(settings))
+    try:
+        yield
+    finally:
+        config.write_text(original)
+
+
+def test_servers_without_a_disk_log_through_kafka_and_log_sink(
+    repo: FeatureRepo, kafka_broker: KafkaBroker
+) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from frost.pipelines.streaming import log_sink
+
+    topic = f"frost.feature_log.{os.getpid()}"
+    users = [*entity_ids(repo, "user_profile", "user_id", 6), MISSING_USER]
+    replies: dict[str, Any] = {}
+    with _kafka_logging(repo, kafka_broker.bootstrap_servers, topic):
+        with Server(repo, config=FAST_ROLL) as server:
+            channel, client = stub(server.target)
+            with channel:
+                for row, user in enumerate(users):
+                    message = request("churn_prediction", {"user_id": [user]})
+                    replies[f"kafka-{row}"] = client.GetOnlineFeatures(
+                        message, timeout=10, metadata=(("x-request-id", f"kafka-{row}"),)
+                    )
+            deadline = time.monotonic() + 30
+            while _metric(server, "frost_feature_log_records_total", outcome="written") < len(
+                users
+            ):
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.1)
+        directory = _log_dir(repo, "churn_prediction")
+        if directory.exists():  # the server wrote no file itself
+            on_disk = ds.dataset(directory, format="parquet").to_table(columns=["__request_id"])
+            assert not any(i.startswith("kafka-") for i in on_disk.column(0).to_pylist())
+        # a message that is not a log, and one of a service that does not log
+        producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+        producer.send(topic, key=b"x", value=b"not arrow", headers=[("frost.service", b"x")])
+        bogus = encode_message("no_such_service", "anonymous", pa.table({"user_id": [1]}), 1)
+        producer.send(topic, key=bogus[0], value=bogus[1], headers=bogus[2])
+        producer.flush()
+        producer.close()
+        stop = threading.Event()
+        done: list[Any] = []
+        fresh = FeatureRepo(repo.path)  # reads the feature_store.yaml with the topic
+        sink = threading.Thread(
+            target=lambda: done.append(log_sink(fresh, commit_seconds=0.3, stop=stop))
+        )
+        sink.start()
+        try:
+            _wait_for_ids(_log_dir(repo, "churn_prediction"), set(replies))
+        finally:
+            stop.set()
+            sink.join(30)
+    report = done[0]
+    assert report.lookups == len(users) and report.rows == len(users), report
+    assert dict(report.dead_letters) == {"not_a_log_message": 1, "unknown_service": 1}
+    assert not list(_log_dir(repo, "churn_prediction").rglob(".*.parquet.tmp"))
+    _check_served_rows(repo, FeatureStore(repo_path=str(repo.path)), replies, prefix="kafka-")
+    dead = KafkaConsumer(
+        f"{topic}.frost-dlq",
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    reasons = sorted(dict(m.headers)["frost-reason"] for m in dead)
+    dead.close()
+    assert reasons == [b"not_a_log_message", b"unknown_service"]
+
+
+def test_an_unreachable_log_broker_fails_no_request(repo: FeatureRepo) -> None:
+    users = entity_ids(repo, "user_profile", "user_id", 3)
+    unreachable = f"127.0.0.1:{free_port()}"
+    with _kafka_logging(repo, unreachable, "frost.feature_log"), Server(repo) as server:
+        channel, client = stub(server.target)
+        with channel:
+            for user in users * 5:
+                client.GetOnlineFeatures(request("churn_prediction", {"user_id": [user]}))
+        deadline = time.monotonic() + 60
+        failed = 0.0
+        while time.monotonic() < deadline and failed < len(users) * 5:
+            failed = _metric(server, "frost_feature_log_records_total", outcome="write_error")
+            time.sleep(0.2)
+        assert failed == len(users) * 5, server.log_tail()
+        server.wait_health("SERVING")
+
+
+def _wait_for_ids(directory: Path, ids: set[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    found: set[str] = set()
+    while time.monotonic() < deadline:
+        if _log_files(directory):
+            table = ds.dataset(directory, format="parquet").to_table(columns=["__request_id"])
+            found = ids & set(table.column("__request_id").to_pylist())
+            if found == ids:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{directory}: {sorted(ids - found)} never logged")
 
 
 def test_a_broken_destination_fails_no_request(repo: FeatureRepo, tmp_path: Path) -> None:
@@ -257,8 +378,9 @@ def _record(service: str, rows: int, at: float) -> LogRecord:
         request_id=f"r{at}",
         client="anonymous",
         logged_at=at,
+        rows=rows,
         columns={"user_id": list(range(rows))},
-        served=[Served([None] * rows, [[int(FieldStatus.NOT_FOUND)] * rows], [[b""] * rows])],
+        served=[([None] * rows, [[int(FieldStatus.NOT_FOUND)] * rows], [[b""] * rows])],
     )
 
 
@@ -287,12 +409,14 @@ KILLED_WRITER = """
 import sys, time
 sys.path.insert(0, {root!r})
 from tests.test_feature_log import _record, _target
-from frost.feature_log import LogWriter
+from frost.feature_log import LogWriter, ParquetFiles
 from frost.repo import FeatureRepo
 from pathlib import Path
 
 target = _target(FeatureRepo(Path({repo!r})), Path({logs!r}))
-writer = LogWriter(flush_seconds=0.05, roll_seconds=3600).start()
+writer = LogWriter(
+    destination=lambda report: ParquetFiles(roll_seconds=3600, report=report), flush_seconds=0.05
+).start()
 while True:
     writer.submit(target, _record("levels", 50, time.time()))
     time.sleep(0.01)
@@ -345,3 +469,21 @@ def test_a_bad_logging_config_is_named_and_the_service_still_served(tmp_path: Pa
     Service.logging_config = LoggingConfig(FileLoggingDestination(path="logs"), 0.5)
     target = log_target(Service(), (), tmp_path)
     assert target is not None and target.path == tmp_path / "logs" and target.sample_rate == 0.5
+
+
+def test_an_aliased_projection_is_refused_with_its_name(repo: FeatureRepo) -> None:
+    """Feast names an aliased projection's features and log columns after the alias; Frost
+    refuses such a service by name rather than serve and log it under other names."""
+    from feast import FeatureService
+
+    from frost.errors import DefinitionError
+    from frost.repo._services import service_views
+
+    store = FeatureStore(repo_path=str(repo.path))
+    profile = store.get_feature_view("user_profile")
+    views = load_snapshot(repo).views
+    aliased = FeatureService(name="aliased", features=[profile.with_name("profile_v2")])
+    with pytest.raises(DefinitionError, match="feature service 'aliased' projects feature view "):
+        service_views(aliased, views)
+    plain = FeatureService(name="plain", features=[profile[["level"]]])
+    assert service_views(plain, views) == (("user_profile", ("level",)),)

@@ -42,17 +42,30 @@ def decode_arrow(raw: Sequence[bytes], type_: FeatureType, arrow_type: pa.DataTy
 
 
 def timestamp_seconds_column(raw: Sequence[bytes | None]) -> pa.Array | None:
-    """Seconds (int64, null for ``None`` or ``b""``) of serialized ``Timestamp`` messages that
-    hold only whole seconds; ``None`` when some do not (the caller parses those)."""
+    """Whole seconds (int64, rounded down; null for ``None`` or ``b""``) of serialized
+    ``Timestamp`` messages with a seconds field and maybe a nanos field; ``None`` when some
+    are not such messages (the caller parses those)."""
     present, blob, starts, lengths = _layout(raw)
     if present is None:
         return pa.nulls(len(raw), pa.int64())
-    if not (blob[starts] == 0x08).all():
-        return None
-    numbers = _varints(blob, starts + 1, lengths - 1)
-    if numbers is None:
-        return None
-    return _spread(numbers.view(np.int64), present, pa.int64())
+    ends = starts + lengths
+    seconds = np.zeros(len(starts), dtype=np.uint64)  # a zero field is left out
+    after = starts.copy()
+    given = blob[starts] == 0x08
+    if given.any():
+        found, stop = _leading_varints(blob, starts[given] + 1, ends[given])
+        if found is None:
+            return None
+        seconds[given], after[given] = found, stop
+    nanos = after < ends  # nanos are in [0, 1e9): the seconds field is already the floor
+    if nanos.any():
+        at, end = after[nanos], ends[nanos]
+        if not (blob[at] == 0x10).all():
+            return None
+        values, stop = _leading_varints(blob, at + 1, end)
+        if values is None or (stop != end).any() or (values >= 1_000_000_000).any():
+            return None
+    return _spread(seconds.view(np.int64), present, pa.int64())
 
 
 def _fast(raw: Sequence[bytes], type_: FeatureType, arrow_type: pa.DataType) -> pa.Array | None:
@@ -157,6 +170,26 @@ def _varints(
         (data & np.uint64(0x7F)) << shifts[None, :], axis=1
     )
     return values
+
+
+def _leading_varints(
+    blob: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint64] | None, npt.NDArray[np.int64]]:
+    """The varint at each start (ending before its ``end``), and where each one stops;
+    ``None`` when one does not end in time."""
+    steps = np.arange(_MAX_VARINT)
+    index = starts[:, None] + steps[None, :]
+    inside = index < ends[:, None]
+    data = np.where(inside, blob[np.minimum(index, len(blob) - 1)], 0x80).astype(np.uint64)
+    final = data < 0x80
+    if not final.any(axis=1).all():
+        return None, starts
+    stop = final.argmax(axis=1)
+    shifts = (steps * 7).astype(np.uint64)
+    used = steps[None, :] <= stop[:, None]
+    parts = np.where(used, (data & np.uint64(0x7F)) << shifts[None, :], np.uint64(0))
+    values: npt.NDArray[np.uint64] = np.bitwise_or.reduce(parts, axis=1)
+    return values, starts + stop + 1
 
 
 def _text(  # noqa: PLR0917 - one caller

@@ -13,6 +13,9 @@ from frost.feature_log._audit import (
     refine,
     same_value,
 )
+from frost.feature_log._files import ParquetFiles
+from frost.feature_log._kafka import KafkaTopic, LoggedBatch, decode_message, encode_message
+from frost.feature_log._process import ProcessLogWriter
 from frost.feature_log._read import read_logs
 from frost.feature_log._records import LogRecord, Served, log_table
 from frost.feature_log._schema import (
@@ -25,8 +28,7 @@ from frost.feature_log._schema import (
     arrow_type,
     log_target,
 )
-from frost.feature_log._sink import ProcessLogWriter
-from frost.feature_log._writer import LogWriter, WriterStats
+from frost.feature_log._writer import LogDestination, LogWriter, WriterStats
 
 __all__ = [
     "CAUSES",
@@ -35,17 +37,23 @@ __all__ = [
     "REQUEST_ID",
     "AuditResult",
     "FeatureAgreement",
+    "KafkaTopic",
+    "LogDestination",
     "LogRecord",
     "LogSchema",
     "LogTarget",
     "LogWriter",
+    "LoggedBatch",
     "LoggedFeature",
     "Mismatch",
+    "ParquetFiles",
     "ProcessLogWriter",
     "Served",
     "WriterStats",
     "arrow_type",
     "compare",
+    "decode_message",
+    "encode_message",
     "log_table",
     "log_target",
     "read_logs",

@@ -34,6 +34,15 @@ def service_views(
                 f"feature service '{service.name}' uses feature view '{projection.name}', "
                 "which Frost cannot serve (not a feature view or stream feature view)"
             )
+        if projection.name_alias or projection.join_key_map:
+            # Feast names the features (and log columns) of such a projection after the
+            # alias and reads it under other join keys; Frost does neither yet, and serving
+            # it under the view's own names would answer differently from Feast.
+            raise DefinitionError(
+                f"feature service '{service.name}' projects feature view '{projection.name}' "
+                "with_name(...) or with_join_key_map(...), which Frost does not serve yet; "
+                "use the view as it is"
+            )
         features = tuple(f.name for f in projection.features) or tuple(view.feature_names)
         members.append((view.name, features))
     return tuple(members)

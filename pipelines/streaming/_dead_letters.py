@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
+from frost._kafka import ensure_topics
 from frost.errors import BrokerUnavailable
 from frost.pipelines.streaming._plan import dead_letter_topic
+
+__all__ = ["DeadLetters", "ensure_topics"]
 
 HEADER_REASON = "frost-reason"
 HEADER_DETAIL = "frost-detail"
@@ -58,18 +59,3 @@ class DeadLetters:
 
     def close(self) -> None:
         self._producer.close(timeout=10)
-
-
-def ensure_topics(admin: Any, topics: Sequence[str], partitions: int = 1) -> None:
-    """Create the topics that do not exist yet (dead-letter topics at start-up)."""
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    existing = set(admin.list_topics())
-    missing = [t for t in topics if t not in existing]
-    if not missing:
-        return
-    with contextlib.suppress(TopicAlreadyExistsError):  # another ingestor was quicker
-        admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-        )

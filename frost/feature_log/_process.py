@@ -6,12 +6,15 @@
 
 The request path only appends to a bounded queue, as with ``LogWriter``. A feeder thread
 hands the queued lookups, every ``flush_seconds``, to a child process (one pickled batch
-over a pipe), which decodes and writes them with a ``LogWriter`` of its own. Decoding and
-writing Parquet so take neither the serving process's time nor its GIL; the feeder only
-pickles. When the child falls behind, the pipe fills, the feeder waits, the queue fills
-and new lookups are dropped and counted (``queue_full``), as with a slow disk. Outcomes of
-the child (``written``, ``write_error``) come back over the same pipe. The child exits when
-its parent does (a killed worker), after closing its files.
+over a pipe: records are plain tuples, so this costs the server little), which gathers
+them for up to ``write_seconds`` (or ``write_rows`` entity rows), then decodes and writes
+them with a ``LogWriter`` of its own: to parquet files, or to a Kafka topic when
+``kafka`` is given. Decoding and writing so take neither the serving process's time nor
+its GIL, and larger batches cost less per lookup. When the child falls behind, the pipe
+fills, the feeder waits, the queue fills and new lookups are dropped and counted
+(``queue_full``), as with a slow disk. Outcomes of the child (``written``, ``write_error``)
+come back over the same pipe. The child exits when its parent does (a killed worker), after
+closing its files.
 """
 
 from __future__ import annotations
@@ -21,18 +24,23 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import threading
-from collections.abc import Callable
+import time
 from typing import Any
 
+from frost.feature_log._files import ParquetFiles
+from frost.feature_log._kafka import KafkaTopic
 from frost.feature_log._records import LogRecord
 from frost.feature_log._schema import LogTarget
-from frost.feature_log._writer import LogQueue, LogWriter, WriterStats
+from frost.feature_log._writer import LogDestination, LogQueue, LogWriter, Report, WriterStats
+from frost.settings import FeatureLogKafkaSettings
 
 __all__ = ["ProcessLogWriter"]
 
 log = logging.getLogger("frost.feature_log")
 _STOP = b""
+_CHUNK_ROWS = 500
 
 
 class ProcessLogWriter:
@@ -43,18 +51,23 @@ class ProcessLogWriter:
         *,
         max_queued_rows: int = 200_000,
         flush_seconds: float = 0.2,
+        write_seconds: float = 1.0,
+        write_rows: int = 16_384,
         roll_bytes: int = 64 << 20,
         roll_seconds: float = 300.0,
         warn_seconds: float = 30.0,
-        on_outcome: Callable[[str, str, int], None] | None = None,
+        kafka: FeatureLogKafkaSettings | None = None,
+        on_outcome: Report | None = None,
     ) -> None:
         self.max_queued_rows = max_queued_rows
         self.flush_seconds = flush_seconds
         self._settings = {
-            "flush_seconds": flush_seconds,
+            "write_seconds": max(write_seconds, flush_seconds),
+            "write_rows": write_rows,
             "roll_bytes": roll_bytes,
             "roll_seconds": roll_seconds,
             "warn_seconds": warn_seconds,
+            "kafka": kafka,
         }
         self.stats = WriterStats()
         self._on_outcome = on_outcome
@@ -130,7 +143,24 @@ class ProcessLogWriter:
             return
         if self._child is None:
             self._spawn()
-        self._conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        # In chunks of about _CHUNK_ROWS entity rows: pickling holds the GIL, and a short
+        # hold at a time keeps the event loop's requests from waiting behind it.
+        start, rows = 0, 0
+        for end, (_, record) in enumerate(batch, 1):
+            rows += record.rows
+            if rows >= _CHUNK_ROWS or end == len(batch):
+                self._send(batch[start:end])
+                start, rows = end, 0
+
+    def _send(self, batch: list[tuple[LogTarget, LogRecord]]) -> None:
+        """One pipe message: each target once, then the records by their target's index."""
+        targets: dict[int, tuple[int, LogTarget]] = {}
+        indexed = []
+        for target, record in batch:
+            number = targets.setdefault(id(target), (len(targets), target))[0]
+            indexed.append((number, record))
+        message = ([t for _, t in targets.values()], indexed)
+        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _read_outcomes(self, block: bool = False) -> None:
         while self._conn is not None and (block or self._conn.poll()):
@@ -139,42 +169,74 @@ class ProcessLogWriter:
             block = False
 
     def _count(self, service: str, outcome: str, count: int) -> None:
-        if outcome == "written":
-            self.stats.written[service] = self.stats.written.get(service, 0) + count
-        else:
-            self.stats.drop(service, outcome, count)
+        self.stats.count(service, outcome, count)
         if self._on_outcome is not None:
             self._on_outcome(service, outcome, count)
 
 
+def open_destination(settings: dict[str, Any], report: Report) -> LogDestination:
+    """The child's destination: the Kafka topic when one is set, else the log files."""
+    kafka = settings["kafka"]
+    if kafka is not None:
+        return KafkaTopic(kafka, report)
+    return ParquetFiles(
+        roll_bytes=settings["roll_bytes"], roll_seconds=settings["roll_seconds"], report=report
+    )
+
+
 def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
+    # A signal to the server's process group (Ctrl-C, a supervisor stopping it) is for the
+    # server: this process stops when the server says so or is gone, after closing its files.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Writing logs yields to serving when the cores are busy: it has a second to catch up,
+    # and the queue's bound holds when it cannot.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     outcomes: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def report(service: str, outcome: str, count: int) -> None:
+        with lock:  # a Kafka producer reports from its own thread
+            outcomes.append((service, outcome, count))
+
     writer = LogWriter(
-        max_queued_rows=1 << 62,  # bounded by the parent's queue
-        flush_seconds=settings["flush_seconds"],
-        roll_bytes=settings["roll_bytes"],
-        roll_seconds=settings["roll_seconds"],
+        destination=lambda counted: open_destination(settings, counted),
         warn_seconds=settings["warn_seconds"],
-        on_outcome=lambda service, outcome, n: outcomes.append((service, outcome, n)),
+        on_outcome=report,
     )
+    pending: list[tuple[LogTarget, Any]] = []
+    rows = 0
+    due = time.monotonic() + settings["write_seconds"]
     try:
         while os.getppid() == parent:
-            if conn.poll(settings["flush_seconds"]):
+            if conn.poll(max(0.0, due - time.monotonic())):
                 data = conn.recv_bytes()
                 if data == _STOP:
                     break
-                for target, record in pickle.loads(data):
-                    writer.submit(target, record)
-            writer.flush()
-            if outcomes:
-                conn.send(list(outcomes))
-                outcomes.clear()
+                targets, indexed = pickle.loads(data)
+                pending += [(targets[number], record) for number, record in indexed]
+                rows += sum(record[4] for _, record in indexed)
+            if rows >= settings["write_rows"] or time.monotonic() >= due:
+                writer.write_batch(pending)
+                pending, rows = [], 0
+                due = time.monotonic() + settings["write_seconds"]
+            _send_outcomes(conn, outcomes, lock)
     except (EOFError, OSError):
         pass
     finally:
+        writer.write_batch(pending)
         writer.close()
-        if outcomes:
-            with contextlib.suppress(OSError):
-                conn.send(list(outcomes))
+        with contextlib.suppress(OSError):
+            _send_outcomes(conn, outcomes, lock)
         conn.close()
+
+
+def _send_outcomes(conn: Any, outcomes: list[tuple[str, str, int]], lock: threading.Lock) -> None:
+    with lock:
+        if not outcomes:
+            return
+        batch = list(outcomes)
+        outcomes.clear()
+    conn.send(batch)
