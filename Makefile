@@ -31,8 +31,9 @@ system-deps:
 	@# Debian's package may start a server on 6379; Frost starts its own on free ports.
 	@command -v redis-server >/dev/null
 
-# Only the tests need these: they open the data-quality summary page in headless Chromium
-# and validate docker-compose.yml with Debian's docker-compose 1.29 (no Docker engine needed).
+# Only the tests need these: they open the data-quality summary page in headless Chromium,
+# validate docker-compose.yml with Debian's docker-compose 1.29 (no Docker engine needed)
+# and load the server with h2load (Debian's nghttp2-client) from a process of its own.
 test-deps:
 	@command -v chromium >/dev/null || { \
 		echo "installing Debian's chromium (the tests screenshot the quality report)"; \
@@ -40,6 +41,9 @@ test-deps:
 	@command -v docker-compose >/dev/null || { \
 		echo "installing Debian's docker-compose (the tests validate docker-compose.yml)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v h2load >/dev/null || { \
+		echo "installing Debian's nghttp2-client (h2load loads the server in the tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 
 venv: $(STAMP)
 

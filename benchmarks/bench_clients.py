@@ -134,7 +134,7 @@ def run_contender(args: argparse.Namespace) -> None:
     from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
 
     from frost.repo import FeatureRepo
-    from frost.serving._lookup import Counts, entity_columns, lookup
+    from frost.serving._lookup import Counts, entity_columns, entity_rows, lookup
     from frost.serving._registry import load_snapshot
 
     repo = FeatureRepo(Path(args.repo))
@@ -158,7 +158,8 @@ def run_contender(args: argparse.Namespace) -> None:
             return out
 
         async def one(message: Any) -> bytes:
-            columns = entity_columns(message, plan, 10_000)
+            entity_rows(message, plan, 10_000)
+            columns = entity_columns(message, plan)
             return await lookup(client, plan, message, columns, time.time(), lambda: tally)
 
         check = await one(requests(100, 1)[0])

@@ -3,7 +3,7 @@
 Run it with ``frost serve``; embed it with ``serve(repo, ServeSettings(...))``.
 """
 
-from frost.serving._config import ClientSpec, ServeSettings, TlsFiles
+from frost.serving._config import ClientSpec, Limits, ServeSettings, SettingsSource, TlsFiles
 from frost.serving._run import serve
 
-__all__ = ["ClientSpec", "ServeSettings", "TlsFiles", "serve"]
+__all__ = ["ClientSpec", "Limits", "ServeSettings", "SettingsSource", "TlsFiles", "serve"]

@@ -49,7 +49,14 @@ from frost.serving._wire import (
 )
 from frost.transforms import judge_outputs
 
-__all__ = ["Counts", "EntityColumns", "entity_columns", "lookup", "request_columns"]
+__all__ = [
+    "Counts",
+    "EntityColumns",
+    "entity_columns",
+    "entity_rows",
+    "lookup",
+    "request_columns",
+]
 
 EntityColumns = dict[str, list[Any]]
 
@@ -64,11 +71,12 @@ class Counts:
     malformed: list[tuple[Malformed, bytes]] = field(default_factory=list)
 
 
-def entity_columns(request: Any, plan: LookupPlan, max_entities: int) -> EntityColumns:
-    """The request's entity values by join key, checked against the plan.
+def entity_rows(request: Any, plan: LookupPlan, max_entities: int) -> int:
+    """The number of entity rows of the request, checked against the plan before any row
+    is looked at (so an oversized request costs microseconds).
 
-    Raises ``BadInput`` naming the key (and row) for a missing, extra, mistyped, null or
-    out-of-range key, empty or ragged columns, or more rows than ``max_entities``.
+    Raises ``BadInput`` naming the key for a missing or extra key, columns of different
+    lengths, no rows, or more rows than ``max_entities``.
     """
     given = request.entities
     missing = [k for k in plan.join_keys if k not in given]
@@ -83,25 +91,31 @@ def entity_columns(request: Any, plan: LookupPlan, max_entities: int) -> EntityC
             f"entity key(s) {', '.join(extra)} are not join keys of {_wanted(plan)}; "
             f"it needs {', '.join(plan.join_keys)}"
         )
-    columns: EntityColumns = {}
     rows = -1
     for name in given:
-        values = given[name].val
-        if rows not in (-1, len(values)):
+        count = len(given[name].val)
+        if rows not in (-1, count):
             raise BadInput(
-                f"entity columns differ in length: '{name}' has {len(values)} value(s), "
-                f"the others {rows}"
+                f"entity columns differ in length: '{name}' has {count} value(s), the others {rows}"
             )
-        rows = len(values)
-        columns[name] = _key_values(name, values, plan)
-    if rows == 0:
+        rows = count
+    if rows <= 0:
         raise BadInput("the entity columns are empty: send at least one entity row")
     if rows > max_entities:
         raise BadInput(
             f"the request has {rows} entity rows; this server's cap is {max_entities} per "
             "request (max_entities_per_request): split the request"
         )
-    return columns
+    return rows
+
+
+def entity_columns(request: Any, plan: LookupPlan) -> EntityColumns:
+    """The request's entity values by join key (``entity_rows`` checked their shape).
+
+    Raises ``BadInput`` naming the key and row for a mistyped, null or out-of-range value.
+    """
+    given = request.entities
+    return {name: _key_values(name, given[name].val, plan) for name in given}
 
 
 def request_columns(request: Any, plan: LookupPlan, rows: int) -> dict[str, list[Any]]:

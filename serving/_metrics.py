@@ -101,8 +101,23 @@ class ServerMetrics:
             ["service", "outcome"],
             registry=r,
         )
+        self.feature_values = Counter(
+            "frost_serving_feature_values",
+            "Feature values served (entity rows times features of successful lookups), by "
+            "feature service and client: usage attribution",
+            ["service", "client"],
+            registry=r,
+        )
+        self.limited = Counter(
+            "frost_serving_limited_requests",
+            "Requests refused with RESOURCE_EXHAUSTED by a client's limit, by client and "
+            "limit (its setting's name)",
+            ["client", "limit"],
+            registry=r,
+        )
         self.pending = Counts()
         self._requests: dict[tuple[str, str, str], list[int]] = {}
+        self._limited: dict[tuple[str, str], int] = {}
         self._logged: set[tuple[str, str | None]] = set()
 
     def describe_views(
@@ -114,22 +129,34 @@ class ServerMetrics:
         for view, bound in bounds.items():
             self.max_staleness.labels(view).set(bound)
 
-    def count_request(self, service: str, client: str, code: str, rows: int) -> None:
+    def count_request(
+        self, service: str, client: str, code: str, rows: int, values: int = 0
+    ) -> None:
         entry = self._requests.get((service, client, code))
         if entry is None:
-            self._requests[(service, client, code)] = [1, rows]
+            self._requests[(service, client, code)] = [1, rows, values]
         else:
             entry[0] += 1
             entry[1] += rows
+            entry[2] += values
+
+    def count_limited(self, client: str, limit: str) -> None:
+        key = (client, limit)
+        self._limited[key] = self._limited.get(key, 0) + 1
 
     def flush(self) -> None:
         """Move what the hot path counted into the Prometheus metrics."""
         counts, self.pending = self.pending, Counts()
         requests, self._requests = self._requests, {}
-        for (service, client, code), (count, rows) in requests.items():
+        limited, self._limited = self._limited, {}
+        for (service, client, code), (count, rows, values) in requests.items():
             self.requests.labels(service, client, code).inc(count)
             if rows:
                 self.entity_rows.labels(service, client).inc(rows)
+            if values:
+                self.feature_values.labels(service, client).inc(values)
+        for (client, limit), count in limited.items():
+            self.limited.labels(client, limit).inc(count)
         for (view, status), count in counts.statuses.items():
             self.values.labels(view, STATUS_NAMES[status]).inc(count)
         for view, age in counts.ages:

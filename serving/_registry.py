@@ -46,14 +46,21 @@ class Snapshot:
     _list_plans: OrderedDict[tuple[str, ...], LookupPlan] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def service_plan(self, name: str) -> LookupPlan:
+    def service_plan(
+        self, name: str, visible: Callable[[str], bool] = lambda _: True
+    ) -> LookupPlan:
+        """The plan of feature service ``name``; an unknown one is ``UnknownObject`` naming
+        the services the caller may see (``visible``), and no others."""
         plan = self.plans.get(name)
         if plan is not None:
             return plan
         if name in self.unservable:
             raise DefinitionError(self.unservable[name])
-        known = ", ".join(sorted(self.plans)) or "none (run frost apply)"
-        raise UnknownObject(f"unknown feature service '{name}'; this server knows: {known}")
+        seen = sorted(s for s in self.plans if visible(s))
+        known = ", ".join(seen) or ("none (run frost apply)" if not self.plans else "none")
+        raise UnknownObject(
+            f"unknown feature service '{name}'; the services you may use here: {known}"
+        )
 
     def features_plan(self, refs: tuple[str, ...]) -> LookupPlan:
         """The plan of a feature list; compiled on first use and kept (bounded LRU)."""

@@ -13,7 +13,6 @@ returns the response already framed (``serving._lookup``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -32,8 +31,10 @@ from frost.feature_log import LogRecord, LogTarget, LogWriter, ProcessLogWriter,
 from frost.online import AsyncRedis
 from frost.proto import frost_serving_pb2 as frost_pb
 from frost.proto import frost_serving_pb2_grpc as frost_grpc
+from frost.serving._admission import Admission, Denied, Limited
 from frost.serving._config import ClientSpec, ServeSettings
-from frost.serving._lookup import Counts, entity_columns, lookup, request_columns
+from frost.serving._limits import Limiter, LimitState
+from frost.serving._lookup import Counts, entity_columns, entity_rows, lookup, request_columns
 from frost.serving._metrics import ServerMetrics
 from frost.serving._plan import LookupPlan
 from frost.serving._registry import RegistryWatcher, Snapshot
@@ -49,65 +50,71 @@ _HEALTH_INTERVAL = 1.0
 _DEADLINE_MARGIN = 0.010  # answer this long before the client's deadline
 
 
-class _Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class FeatureServer:
     """Answers feature lookups from one Redis with one registry snapshot at a time."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - built in one place
         self,
         settings: ServeSettings,
         watcher: RegistryWatcher,
         redis: AsyncRedis,
         metrics: ServerMetrics,
         log_writer: LogWriter | ProcessLogWriter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
-        self._settings = settings
         self._log = log_writer
         self._watcher = watcher
         self._redis = redis
         self._metrics = metrics
-        self._timeout = min(settings.redis_timeout_ms / 1000, redis.config.socket_timeout)
-        self._clients = {_digest(c.token): c for c in settings.clients}
+        self._limiter = limiter or Limiter(LimitState.create(), 0)
+        self.apply(settings)
         # Request ids of logged lookups the caller gave none for: random per worker, then a
         # counter (unique across workers and restarts, cheaper than a uuid per request).
         self._id_prefix = uuid.uuid4().hex[:16] + "-"
         self._requests = 0
         self.health = health_aio.HealthServicer()
+        self._draining = False
+
+    @property
+    def settings(self) -> ServeSettings:
+        return self._settings
+
+    def apply(self, settings: ServeSettings) -> None:
+        """Use ``settings`` from the next request on (start, and SIGHUP reloads): tokens,
+        services, limits, caps and timeouts. One assignment each: a request in flight keeps
+        the admission it started with."""
+        self._limiter.forget_plans()
+        self._admission = Admission(settings, self._limiter)
+        self._timeout = min(settings.redis_timeout_ms / 1000, self._redis.config.socket_timeout)
+        self._settings = settings
 
     # -- GetOnlineFeatures ------------------------------------------------------------------
 
     async def get_online_features(self, raw: bytes, context: Any) -> bytes:
         started = time.perf_counter()
         label, client, code = "unknown", "anonymous", grpc.StatusCode.OK
-        rows = 0
+        rows = features = 0
         wait = self._timeout
+        settings, admission = self._settings, self._admission
+        ticket = None
         try:
-            spec = self._authenticate(context)
+            _check_size(raw, settings)  # before any parsing
+            spec = admission.authenticate(context)
             client = spec.name if spec else client
             request = _parse(raw)
             snapshot = self._watcher.snapshot
-            plan = self._plan(request, snapshot)
+            service = _service_of(request)
+            admission.may_use(spec, service)
+            plan = self._plan(request, snapshot, settings, spec, admission)
             label = plan.label
-            if spec is not None and not spec.may_use(plan.service):
-                what = f"feature service '{plan.service}'" if plan.service else "feature lists"
-                raise _Abort(
-                    grpc.StatusCode.PERMISSION_DENIED, f"client '{client}' may not use {what}"
-                )
-            columns = entity_columns(request, plan, self._settings.max_entities_per_request)
-            rows = len(next(iter(columns.values())))
+            rows = entity_rows(request, plan, settings.max_entities_per_request)
+            ticket = admission.admit(spec, plan.service, rows)
+            columns = entity_columns(request, plan)
+            features = rows * plan.feature_count
             sample = random.random() < _AGE_SAMPLE
             wait = self._wait_limit(context)
-            target = snapshot.log_targets.get(plan.service) if plan.service else None
-            served: list[Served] | None = None
-            if target is not None and (
-                target.sample_rate >= 1.0 or random.random() < target.sample_rate
-            ):
-                served = []
+            target = _sampled(snapshot, plan)
+            served: list[Served] | None = [] if target is not None else None
             now = time.time()
             async with asyncio.timeout(wait):
                 response = await lookup(
@@ -116,8 +123,11 @@ class FeatureServer:
             if served is not None and target is not None:
                 self._log_lookup(target, plan, request, columns, served, client, now, context)
             return response
-        except _Abort as exc:
+        except Denied as exc:
             code = exc.code
+            if isinstance(exc, Limited):
+                self._metrics.count_limited(exc.client, exc.limit)
+            context.set_trailing_metadata(exc.trailing_metadata())
             await context.abort(code, str(exc))
         except FrostError as exc:
             code = getattr(grpc.StatusCode, exc.grpc_status)
@@ -128,8 +138,13 @@ class FeatureServer:
                 code, f"{self._redis.where} did not answer within {wait * 1000:.0f} ms"
             )
         finally:
+            if ticket is not None:
+                ticket.release()
             self._metrics.latency.labels(label).observe(time.perf_counter() - started)
-            self._metrics.count_request(label, client, code.name, rows)
+            served_ok = code == grpc.StatusCode.OK
+            self._metrics.count_request(
+                label, client, code.name, rows, features if served_ok else 0
+            )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     def _tally(self) -> Counts:
@@ -165,12 +180,26 @@ class FeatureServer:
             self._log.submit(target, record)
         context.set_trailing_metadata((("x-request-id", request_id),))
 
-    def _plan(self, request: Any, snapshot: Snapshot) -> LookupPlan:
+    def _plan(
+        self,
+        request: Any,
+        snapshot: Snapshot,
+        settings: ServeSettings,
+        spec: ClientSpec | None,
+        admission: Admission,
+    ) -> LookupPlan:
         kind = request.WhichOneof("kind")
         if kind == "feature_service":
-            return snapshot.service_plan(request.feature_service)
+            name = request.feature_service
+            return snapshot.service_plan(name, lambda s: admission.visible(spec, s))
         if kind == "features":
-            return snapshot.features_plan(tuple(request.features.val))
+            refs = request.features.val
+            if len(refs) > settings.max_features_per_request:
+                raise BadInput(
+                    f"the request names {len(refs)} features; this server's cap is "
+                    f"{settings.max_features_per_request} (max_features_per_request)"
+                )
+            return snapshot.features_plan(tuple(refs))
         raise BadInput("the request names no features: set feature_service or features")
 
     def _wait_limit(self, context: Any) -> float:
@@ -181,26 +210,6 @@ class FeatureServer:
             return self._timeout
         return max(min(self._timeout, float(remaining) - _DEADLINE_MARGIN), 0.0)
 
-    def _authenticate(self, context: Any) -> ClientSpec | None:
-        if not self._clients:
-            return None
-        token = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                scheme, _, token = str(value).partition(" ")
-                if scheme.lower() != "bearer":
-                    token = None
-                break
-        if not token:
-            raise _Abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "this server needs a bearer token: metadata 'authorization: Bearer <token>'",
-            )
-        spec = self._clients.get(_digest(token))
-        if spec is None:
-            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the bearer token is not known here")
-        return spec
-
     # -- other methods ----------------------------------------------------------------------
 
     async def get_serving_info(self, request: Any, context: Any) -> Any:
@@ -210,8 +219,9 @@ class FeatureServer:
 
     async def list_feature_services(self, request: Any, context: Any) -> Any:
         try:
-            spec = self._authenticate(context)
-        except _Abort as exc:
+            spec = self._admission.authenticate(context)
+        except Denied as exc:
+            context.set_trailing_metadata(exc.trailing_metadata())
             await context.abort(exc.code, str(exc))
         snapshot = self._watcher.snapshot
         response = frost_pb.ListFeatureServicesResponse()
@@ -220,6 +230,15 @@ class FeatureServer:
                 continue
             _describe_service(response.services.add(), snapshot, name)
         return response
+
+    async def set_health(self, status: int) -> None:
+        for service in ("", FEAST_SERVICE, FROST_SERVICE):
+            await self.health.set(service, status)
+
+    async def drain(self) -> None:
+        """Health NOT_SERVING from now on (the server is stopping); calls are still served."""
+        self._draining = True
+        await self.set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def watch_redis(self) -> None:
         """Keep the health status and ``frost_serving_redis_up`` in step with Redis."""
@@ -236,9 +255,8 @@ class FeatureServer:
                 if last != not_serving:
                     log.warning("Redis is not answering, health is NOT_SERVING: %s", exc)
                 self._redis.reset()  # a hung connection must not hold later requests
-            if status != last:
-                for service in ("", FEAST_SERVICE, FROST_SERVICE):
-                    await self.health.set(service, status)
+            if status != last and not self._draining:
+                await self.set_health(status)
                 self._metrics.redis_up.set(1 if status == serving else 0)
                 if status == serving and last is not None:
                     log.info("Redis answers again, health is SERVING")
@@ -264,8 +282,24 @@ def _parse(raw: bytes) -> Any:
         raise BadInput(f"the request is not a valid GetOnlineFeaturesRequest: {exc}") from exc
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def _check_size(raw: bytes, settings: ServeSettings) -> None:
+    if len(raw) > settings.request_bytes_cap:
+        raise BadInput(
+            f"the request is {len(raw):,} bytes; this server's cap is "
+            f"{settings.request_bytes_cap:,} (max_request_bytes): split the request"
+        )
+
+
+def _sampled(snapshot: Snapshot, plan: LookupPlan) -> LogTarget | None:
+    """Where to log this lookup, when its service logs and it is sampled."""
+    target = snapshot.log_targets.get(plan.service) if plan.service else None
+    if target is None or target.sample_rate >= 1.0 or random.random() < target.sample_rate:
+        return target
+    return None
+
+
+def _service_of(request: Any) -> str | None:
+    return request.feature_service if request.WhichOneof("kind") == "feature_service" else None
 
 
 def _describe_service(out: Any, snapshot: Any, name: str) -> None:
@@ -303,8 +337,17 @@ def build_server(
     """A grpc.aio server with every service registered and the port bound."""
     from grpc_reflection.v1alpha import reflection
 
+    age_ms = int(settings.max_connection_age_seconds * 1000)
     grpc_server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", 16 << 20), *options]
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", 16 << 20),
+            # Connections are closed gracefully (GOAWAY: calls in flight finish, new ones go
+            # to a new connection) at this age, so clients move off a stopping worker.
+            ("grpc.max_connection_age_ms", age_ms),
+            ("grpc.max_connection_age_grace_ms", int(settings.shutdown_timeout_seconds * 1000)),
+            *options,
+        ]
     )
     feast_handlers = {
         "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(server.get_online_features),

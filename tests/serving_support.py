@@ -162,3 +162,140 @@ def as_value(value: Any) -> Value:
 def stub(target: str) -> tuple[grpc.Channel, Any]:
     channel = grpc.insecure_channel(target)
     return channel, pb_grpc.ServingServiceStub(channel)
+
+
+# gRPC's standard retry policy (gRFC A6): what a well-behaved client does on UNAVAILABLE.
+RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [{"service": "feast.serving.ServingService"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+def retrying_stub(target: str) -> tuple[grpc.Channel, Any]:
+    """A channel with gRPC's retry policy on UNAVAILABLE, and its stub."""
+    import json
+
+    channel = grpc.insecure_channel(
+        target,
+        options=[
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(RETRY_POLICY)),
+        ],
+    )
+    return channel, pb_grpc.ServingServiceStub(channel)
+
+
+class Load:
+    """Requests sent from threads (one channel each, so connections spread over workers)
+    until ``stop``; every outcome kept: (start, seconds, status code name)."""
+
+    def __init__(
+        self,
+        target: str,
+        message: Any,
+        *,
+        threads: int = 4,
+        metadata: Sequence[tuple[str, str]] = (),
+        pace: float | None = None,  # seconds between a thread's requests
+        deadline: float = 5.0,
+    ) -> None:
+        import threading
+
+        self.target, self.message, self.metadata = target, message, tuple(metadata)
+        self.pace, self.deadline = pace, deadline
+        self.outcomes: list[tuple[float, float, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _run(self) -> None:
+        channel, client = retrying_stub(self.target)
+        with channel:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    client.GetOnlineFeatures(
+                        self.message, timeout=self.deadline, metadata=self.metadata
+                    )
+                    code = "OK"
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                self.outcomes.append((started, time.monotonic() - started, code))
+                if self.pace is not None:
+                    self._stop.wait(max(0.0, self.pace - (time.monotonic() - started)))
+
+    def failures(self) -> list[tuple[float, float, str]]:
+        return [o for o in self.outcomes if o[2] != "OK"]
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.outcomes) < count:
+            assert time.monotonic() < deadline, f"only {len(self.outcomes)} requests done"
+            time.sleep(0.05)
+
+
+def grpc_body(message: Any, path: Path) -> Path:
+    """``message`` framed as a gRPC request body (for h2load -d)."""
+    payload = message.SerializeToString()
+    path.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+    return path
+
+
+def h2load(
+    target: str,
+    body: Path,
+    seconds: float,
+    clients: int = 4,
+    streams: int = 4,
+    rps: float | None = None,
+    headers: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """h2load sending ``body`` to GetOnlineFeatures for ``seconds`` (a separate process, so
+    the load does not share this process's GIL); ``rps`` is the total rate."""
+    command = ["h2load", "-t", "1", "-c", str(clients), "-m", str(streams), "-d", str(body)]
+    command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    for header in headers:
+        command += ["-H", header]
+    if rps is not None:
+        command += ["--rps", f"{rps / clients:g}"]
+    command += [
+        "-D",
+        f"{seconds:g}",
+        f"http://{target}/feast.serving.ServingService/GetOnlineFeatures",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The sum of a metric's samples on the server's endpoint with these labels."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +32,7 @@ from frost.online import FieldStatus
 from frost.repo import FeatureRepo
 from frost.services import KafkaBroker, RedisServer, free_port
 from frost.serving._registry import load_snapshot
-from tests.serving_support import Server, entity_ids, make_served_repo, request, stub
+from tests.serving_support import Server, entity_ids, make_served_repo, metric, request, stub
 
 LOGGED = ("churn_prediction", "purchase_scoring")
 MISSING_USER = 987_654
@@ -89,17 +88,6 @@ def _wait_for_rows(directory: Path, rows: int, timeout: float = 30) -> None:
     raise AssertionError(f"{directory}: {found} logged rows after {timeout} s, wanted {rows}")
 
 
-def _metric(server: Server, name: str, **labels: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
-    total = 0.0
-    for line in text.decode().splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_log_schema_is_feast_schema_for_every_service(repo: FeatureRepo) -> None:
     snapshot = load_snapshot(repo)
     store = FeatureStore(repo_path=str(repo.path))
@@ -136,7 +124,7 @@ def test_served_lookups_are_logged_as_feast_reads_them(repo: FeatureRepo) -> Non
             assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", purchase_id), purchase_id
         _wait_for_rows(_log_dir(repo, "churn_prediction"), len(users))
         _wait_for_rows(_log_dir(repo, "purchase_scoring"), len(users))
-        assert _metric(server, "frost_feature_log_records_total", outcome="written") >= 8
+        assert metric(server, "frost_feature_log_records_total", outcome="written") >= 8
 
     store = FeatureStore(repo_path=str(repo.path))
     for name in LOGGED:
@@ -266,9 +254,7 @@ def test_servers_without_a_disk_log_through_kafka_and_log_sink(
                         message, timeout=10, metadata=(("x-request-id", f"kafka-{row}"),)
                     )
             deadline = time.monotonic() + 30
-            while _metric(server, "frost_feature_log_records_total", outcome="written") < len(
-                users
-            ):
+            while metric(server, "frost_feature_log_records_total", outcome="written") < len(users):
                 assert time.monotonic() < deadline, server.log_tail()
                 time.sleep(0.1)
         directory = _log_dir(repo, "churn_prediction")
@@ -321,7 +307,7 @@ def test_an_unreachable_log_broker_fails_no_request(repo: FeatureRepo) -> None:
         deadline = time.monotonic() + 60
         failed = 0.0
         while time.monotonic() < deadline and failed < len(users) * 5:
-            failed = _metric(server, "frost_feature_log_records_total", outcome="write_error")
+            failed = metric(server, "frost_feature_log_records_total", outcome="write_error")
             time.sleep(0.2)
         assert failed == len(users) * 5, server.log_tail()
         server.wait_health("SERVING")
@@ -361,7 +347,7 @@ def test_a_broken_destination_fails_no_request(repo: FeatureRepo, tmp_path: Path
             deadline = time.monotonic() + 20
             dropped = 0.0
             while time.monotonic() < deadline and dropped < 20:
-                dropped = _metric(server, "frost_feature_log_records_total", outcome="write_error")
+                dropped = metric(server, "frost_feature_log_records_total", outcome="write_error")
                 time.sleep(0.1)
             assert dropped == 20, server.log_tail()
             server.wait_health("SERVING")

@@ -41,6 +41,30 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
              "{{feature_view}}.{{feature}}"),
         ]),
     ]),
+    ("Availability, limits and usage", [
+        ("Availability: share of requests answered OK (client errors excluded)", "percentunit", [
+            ('sum(rate(frost_serving_requests_total{code=~"OK|INVALID_ARGUMENT|NOT_FOUND|PERMISSION_DENIED|UNAUTHENTICATED|RESOURCE_EXHAUSTED"}[5m]))'
+             " / sum(rate(frost_serving_requests_total[5m]))", "available"),
+        ]),
+        ("Server errors/s by code (UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED)", "short", [
+            ('sum by (code) (rate(frost_serving_requests_total{code=~"UNAVAILABLE|INTERNAL|DEADLINE_EXCEEDED|UNKNOWN"}[1m]))',
+             "{{code}}"),
+        ]),
+        ("Requests refused by limits/s, by client and limit", "short", [
+            ("sum by (client, limit) (rate(frost_serving_limited_requests_total[1m]))",
+             "{{client}}: {{limit}}"),
+        ]),
+        ("Requests/s by client", "reqps", [
+            ("sum by (client) (rate(frost_serving_requests_total[1m]))", "{{client}}"),
+        ]),
+        ("Entities/s by client", "short", [
+            ("sum by (client) (rate(frost_serving_entity_rows_total[1m]))", "{{client}}"),
+        ]),
+        ("Feature values served/s by client and feature service", "short", [
+            ("sum by (client, service) (rate(frost_serving_feature_values_total[1m]))",
+             "{{client}} / {{service}}"),
+        ]),
+    ]),
     ("Streaming ingestion", [
         ("Messages/s by topic", "short", [
             ("sum by (topic) (rate(frost_ingest_messages_total[1m]))", "{{topic}}"),

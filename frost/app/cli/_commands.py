@@ -366,6 +366,7 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     _offline.register,
     _ingest.register,
     _serve.register,
+    _serve.register_usage,
     _quality.register,
     *_stack.REGISTER,
 ]
