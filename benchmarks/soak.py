@@ -14,9 +14,10 @@ sends session events at --events per second, each for a user of its own, acknowl
 the broker (acks=all); at the end every acknowledged event must be in Redis with its value
 (else it is counted lost).
 
-Faults, at fractions of the run (10 minutes: every 60-75 s): a serve worker SIGKILLed, a
-rolling restart of the server (SIGUSR2), Redis restarted, the broker paused (SIGSTOP) for
-10 s, the ingestor SIGKILLed and started again after 2 s; then the same once more.
+Faults, planned at even fractions of the run (10 minutes: every 55 s; one waits for the one
+before it to end): a serve worker SIGKILLed, a rolling restart of the server (SIGUSR2),
+Redis restarted, the broker paused (SIGSTOP) for 10 s, the ingestor SIGKILLed and started
+again after 2 s; then the same once more.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def serve_workers(pid: int) -> list[int]:
 
 @dataclass
 class Fault:
-    at: float
+    at: float  # scheduled, seconds from the start
     what: str
+    began: float = 0.0  # when it began (a fault waits for the one before it to end)
     took: float = 0.0
     note: str = ""
 
@@ -324,6 +326,7 @@ def main() -> int:  # noqa: PLR0915 - the run, top to bottom
         ]
         for fault in schedule:
             time.sleep(max(0.0, started + fault.at - time.monotonic()))
+            fault.began = time.monotonic() - started
             fault.took, fault.note = inject(
                 fault.what, frost, redis_server, broker, ingestor, serve_log
             )
@@ -388,11 +391,14 @@ class Report:
             "",
             "Faults (seconds from the start):",
             "",
-            "| t (s) | fault | lasted (s) | note |",
-            "|---:|---|---:|---|",
+            "| planned at (s) | began at (s) | fault | lasted (s) | note |",
+            "|---:|---:|---|---:|---|",
         ]
         for fault in self.schedule:
-            lines.append(f"| {fault.at:.0f} | {fault.what} | {fault.took:.1f} | {fault.note} |")
+            lines.append(
+                f"| {fault.at:.0f} | {fault.began:.0f} | {fault.what} | {fault.took:.1f} "
+                f"| {fault.note} |"
+            )
         met = self.availability() >= 0.999 and self.lost == 0
         lines += [
             "",
@@ -411,8 +417,9 @@ class Report:
             "|---:|---:|---:|---:|---|",
         ]
         by_minute: dict[int, list[tuple[bool, float, str]]] = {}
+        last = max(0, int(args.minutes * 60) // 60 - 1)
         for second, ok, took, code in self.results:
-            by_minute.setdefault(second // 60, []).append((ok, took, code))
+            by_minute.setdefault(min(second // 60, last), []).append((ok, took, code))
         for minute, rows in sorted(by_minute.items()):
             latencies = sorted(took for _, took, _ in rows)
             p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000

@@ -199,26 +199,19 @@ def _compile(spec: ClientSpec, service: str | None) -> _Plan:
     flights: list[_Flight] = []
     for scope, prefix, limits in entries:
         seconds = limits.burst_seconds()
-        if limits.requests_per_second is not None:
-            rate = limits.requests_per_second
+        for kind, rate, entities in (
+            ("requests", limits.requests_per_second, False),
+            ("entities", limits.entities_per_second, True),
+        ):
+            if rate is None:
+                continue
             buckets.append(
                 _Bucket(
-                    _hash(spec.name, scope, "requests", _BUCKETS),
+                    _hash(spec.name, scope, kind, _BUCKETS),
                     rate,
                     max(1.0, rate * seconds),
-                    False,
-                    f"{prefix}requests_per_second",
-                )
-            )
-        if limits.entities_per_second is not None:
-            rate = limits.entities_per_second
-            buckets.append(
-                _Bucket(
-                    _hash(spec.name, scope, "entities", _BUCKETS),
-                    rate,
-                    max(1.0, rate * seconds),
-                    True,
-                    f"{prefix}entities_per_second",
+                    entities,
+                    f"{prefix}{kind}_per_second",
                 )
             )
         if limits.max_concurrent_requests is not None:

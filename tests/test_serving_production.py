@@ -166,9 +166,12 @@ def test_an_oversized_request_is_refused_at_once_and_delays_no_one(
 
 
 def test_errors_name_only_what_the_token_may_see(repo: FeatureRepo) -> None:
+    """... and calls without a token, taken as 'anonymous', have their own services and
+    limits."""
     clients = _clients()
     clients[3]["services"] = ["recommendation", "retired_service"]
-    with _serve(repo, clients=clients) as server:
+    anonymous = {"services": ["recommendation"], "requests_per_second": 20, "burst": 2}
+    with _serve(repo, clients=clients, anonymous=anonymous) as server:
         channel, client = stub(server.target)
         with channel:
 
@@ -185,6 +188,21 @@ def test_errors_name_only_what_the_token_may_see(repo: FeatureRepo) -> None:
             assert unknown.details().endswith("the services you may use here: recommendation")
             everything = refused("no_such_service", "ops")
             assert "churn_prediction" in everything.details()
+            tokenless = request("recommendation", {"user_id": [1], "experience_id": [1]})
+            codes = []
+            for _ in range(30):
+                try:
+                    client.GetOnlineFeatures(tokenless, timeout=5)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+                    details = exc.details()
+            assert codes.count(grpc.StatusCode.OK) >= 2
+            assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+            assert "client 'anonymous' is over its limit requests_per_second (20)" in details
+            with pytest.raises(grpc.RpcError) as other:
+                client.GetOnlineFeatures(request("churn_prediction", {"user_id": [1]}), timeout=5)
+            assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_failed_tokens_are_limited_per_peer(repo: FeatureRepo) -> None:
