@@ -161,6 +161,10 @@ class _Worker:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, hand_over)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(server))
+        loop.add_signal_handler(
+            signal.SIGUSR2,
+            lambda: log.warning("a rolling restart (SIGUSR2) needs --workers 2 or more; ignored"),
+        )
         ready()
         try:
             await stop.wait()

@@ -163,6 +163,11 @@ def test_an_oversized_request_is_refused_at_once_and_delays_no_one(
             refused = metric(server, "frost_serving_requests_total", code="INVALID_ARGUMENT")
             assert refused - refused_before > 10
             assert sorted(latencies)[-3] < 0.05, sorted(latencies)[-5:]
+            # one worker: a rolling restart is refused with a line, and serving goes on
+            assert server.process is not None
+            server.process.send_signal(signal.SIGUSR2)
+            _wait(lambda: "needs --workers 2" in server.log_tail(), 10, "no SIGUSR2 line")
+            client.GetOnlineFeatures(small, timeout=5)
 
 
 def test_errors_name_only_what_the_token_may_see(repo: FeatureRepo) -> None:
