@@ -316,6 +316,11 @@ def test_arrow_decoding_matches_python_decoding(type_: FeatureType) -> None:
         got = decode_arrow(stored, type_, wanted)
         assert got.type == wanted
         assert _nan_as_none(got.to_pylist()) == _nan_as_none(expected.to_pylist())
+        # the same bytes back to back with their lengths, as the feature log hands them over
+        lengths = np.array([len(v or b"") for v in stored], dtype=np.int64)
+        blob = np.frombuffer(b"".join(v or b"" for v in stored), dtype=np.uint8)
+        joined = decode_arrow(Segments(blob, lengths), type_, wanted)
+        assert _nan_as_none(joined.to_pylist()) == _nan_as_none(expected.to_pylist())
 
     check()
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from frost.codec._segments import Segments
 from frost.codec._types import FeatureType, Scalar
 from frost.codec._values import decode_column, value_tag
 
@@ -32,16 +33,21 @@ _TEXT = {Scalar.STRING: pa.string(), Scalar.BYTES: pa.binary()}
 _MAX_VARINT = 10
 
 
-def decode_arrow(raw: Sequence[bytes], type_: FeatureType, arrow_type: pa.DataType) -> pa.Array:
-    """``raw`` (``b""`` or ``None``: null) decoded to an Arrow array of ``arrow_type``."""
+Raw = Sequence[bytes | None] | Segments
+
+
+def decode_arrow(raw: Raw, type_: FeatureType, arrow_type: pa.DataType) -> pa.Array:
+    """``raw`` (``b""`` or ``None``: null; or ``Segments``, an empty one null) decoded to an
+    Arrow array of ``arrow_type``."""
     if not type_.is_list:
         fast = _fast(raw, type_, arrow_type)
         if fast is not None:
             return fast
-    return pa.array(decode_column(raw, type_), type=arrow_type)
+    rows = raw.to_list() if isinstance(raw, Segments) else raw
+    return pa.array(decode_column(rows, type_), type=arrow_type)
 
 
-def timestamp_seconds_column(raw: Sequence[bytes | None]) -> pa.Array | None:
+def timestamp_seconds_column(raw: Raw) -> pa.Array | None:
     """Whole seconds (int64, rounded down; null for ``None`` or ``b""``) of serialized
     ``Timestamp`` messages with a seconds field and maybe a nanos field; ``None`` when some
     are not such messages (the caller parses those)."""
@@ -68,7 +74,7 @@ def timestamp_seconds_column(raw: Sequence[bytes | None]) -> pa.Array | None:
     return _spread(seconds.view(np.int64), present, pa.int64())
 
 
-def _fast(raw: Sequence[bytes], type_: FeatureType, arrow_type: pa.DataType) -> pa.Array | None:
+def _fast(raw: Raw, type_: FeatureType, arrow_type: pa.DataType) -> pa.Array | None:
     present, blob, starts, lengths = _layout(raw)
     if present is None:
         return pa.nulls(len(raw), arrow_type)
@@ -82,7 +88,7 @@ def _fast(raw: Sequence[bytes], type_: FeatureType, arrow_type: pa.DataType) -> 
         numbers = _varints(blob, starts + 1, lengths - 1)
         return None if numbers is None else _integers(scalar, numbers, present, arrow_type)
     if scalar in _TEXT:
-        return _text(raw, present, blob, starts, lengths, arrow_type)
+        return _text(present, blob, starts, lengths, arrow_type)
     return None
 
 
@@ -123,7 +129,7 @@ def _integers(
 
 
 def _layout(
-    raw: Sequence[bytes | None],
+    raw: Raw,
 ) -> tuple[
     npt.NDArray[np.bool_] | None,
     npt.NDArray[np.uint8],
@@ -131,6 +137,13 @@ def _layout(
     npt.NDArray[np.int64],
 ]:
     """Which rows hold a value, all values' bytes, where each starts, and its length."""
+    if isinstance(raw, Segments):
+        sizes, blob = raw.lengths, raw.data
+        present = sizes > 0
+        if not present.any():
+            return None, blob, sizes[:0], sizes[:0]
+        lengths = sizes[present]
+        return present, blob, np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths
     try:  # bytes only (b"" for null), the common case
         sizes = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))  # type: ignore[arg-type]
         joined = b"".join(raw)  # type: ignore[arg-type]
@@ -192,8 +205,7 @@ def _leading_varints(
     return values, starts + stop + 1
 
 
-def _text(  # noqa: PLR0917 - one caller
-    raw: Sequence[bytes | None],
+def _text(
     present: npt.NDArray[np.bool_],
     blob: npt.NDArray[np.uint8],
     starts: npt.NDArray[np.int64],
@@ -204,15 +216,19 @@ def _text(  # noqa: PLR0917 - one caller
     sizes = blob[starts + 1].astype(np.int64) if (lengths >= 2).all() else None
     if sizes is None or (sizes >= 0x80).any() or not (sizes == lengths - 2).all():
         return None
-    data = b"".join(r[2:] for r in raw if r)
-    offsets = np.zeros(len(raw) + 1, dtype=np.int32)
-    full = np.zeros(len(raw), dtype=np.int64)
+    payload = np.ones(len(blob), dtype=np.bool_)  # all but each value's two header bytes
+    payload[starts] = False
+    payload[starts + 1] = False
+    data = blob[payload].tobytes()
+    rows = len(present)
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    full = np.zeros(rows, dtype=np.int64)
     full[present] = sizes
     np.cumsum(full, out=offsets[1:])
     validity = pa.array(present).buffers()[1] if not present.all() else None
     array = pa.Array.from_buffers(
         arrow_type,
-        len(raw),
+        rows,
         [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)],
         null_count=int((~present).sum()),
     )

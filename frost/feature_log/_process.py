@@ -5,8 +5,9 @@
     writer.close()
 
 The request path only appends to a bounded queue, as with ``LogWriter``. A feeder thread
-hands the queued lookups, every ``flush_seconds``, to a child process (one pickled batch
-over a pipe: records are plain tuples, so this costs the server little), which gathers
+hands the queued lookups, every ``flush_seconds``, to a child process: in chunks of about
+``_CHUNK_ROWS`` entity rows, each turned into columns (``log_columns``: a few byte strings
+per feature, not an object per value) and pickled over a pipe. The child gathers
 them for up to ``write_seconds`` (or ``write_rows`` entity rows), then decodes and writes
 them with a ``LogWriter`` of its own: to parquet files, or to a Kafka topic when
 ``kafka`` is given. Decoding and writing so take neither the serving process's time nor
@@ -31,7 +32,7 @@ from typing import Any
 
 from frost.feature_log._files import ParquetFiles
 from frost.feature_log._kafka import KafkaTopic
-from frost.feature_log._records import LogRecord
+from frost.feature_log._records import LogColumns, LogRecord, log_columns
 from frost.feature_log._schema import LogTarget
 from frost.feature_log._writer import LogDestination, LogQueue, LogWriter, Report, WriterStats
 from frost.settings import FeatureLogKafkaSettings
@@ -143,24 +144,31 @@ class ProcessLogWriter:
             return
         if self._child is None:
             self._spawn()
-        # In chunks of about _CHUNK_ROWS entity rows: pickling holds the GIL, and a short
-        # hold at a time keeps the event loop's requests from waiting behind it.
-        start, rows = 0, 0
-        for end, (_, record) in enumerate(batch, 1):
-            rows += record.rows
-            if rows >= _CHUNK_ROWS or end == len(batch):
-                self._send(batch[start:end])
-                start, rows = end, 0
-
-    def _send(self, batch: list[tuple[LogTarget, LogRecord]]) -> None:
-        """One pipe message: each target once, then the records by their target's index."""
-        targets: dict[int, tuple[int, LogTarget]] = {}
-        indexed = []
+        # Per feature service and client, in chunks of about _CHUNK_ROWS entity rows: this
+        # holds the GIL, and a short hold at a time keeps the event loop's requests from
+        # waiting behind it.
+        by_file: dict[tuple[int, str], tuple[LogTarget, list[LogRecord]]] = {}
         for target, record in batch:
-            number = targets.setdefault(id(target), (len(targets), target))[0]
-            indexed.append((number, record))
-        message = ([t for _, t in targets.values()], indexed)
-        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+            by_file.setdefault((id(target), record.client), (target, []))[1].append(record)
+        for target, records in by_file.values():
+            start, rows = 0, 0
+            for end, record in enumerate(records, 1):
+                rows += record.rows
+                if rows >= _CHUNK_ROWS or end == len(records):
+                    self._send(target, records[start:end])
+                    start, rows = end, 0
+
+    def _send(self, target: LogTarget, records: list[LogRecord]) -> None:
+        """One pipe message: the target (once per chunk: a few hundred bytes) and the
+        records' columns; a chunk that cannot be made into columns is counted, not sent."""
+        try:
+            columns = log_columns(target.schema, records)
+        except Exception as exc:
+            self._count(records[0].service, "write_error", len(records))
+            log.warning("feature log of '%s': %s: %s", records[0].service, type(exc).__name__, exc)
+            return
+        message = pickle.dumps((target, columns), protocol=pickle.HIGHEST_PROTOCOL)
+        self._conn.send_bytes(message)
 
     def _read_outcomes(self, block: bool = False) -> None:
         while self._conn is not None and (block or self._conn.poll()):
@@ -206,7 +214,7 @@ def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
         warn_seconds=settings["warn_seconds"],
         on_outcome=report,
     )
-    pending: list[tuple[LogTarget, Any]] = []
+    pending: list[tuple[LogTarget, LogColumns]] = []
     rows = 0
     due = time.monotonic() + settings["write_seconds"]
     try:
@@ -215,18 +223,18 @@ def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
                 data = conn.recv_bytes()
                 if data == _STOP:
                     break
-                targets, indexed = pickle.loads(data)
-                pending += [(targets[number], record) for number, record in indexed]
-                rows += sum(record[4] for _, record in indexed)
+                target, columns = pickle.loads(data)
+                pending.append((target, columns))
+                rows += columns.rows
             if rows >= settings["write_rows"] or time.monotonic() >= due:
-                writer.write_batch(pending)
+                writer.write_columns(pending)
                 pending, rows = [], 0
                 due = time.monotonic() + settings["write_seconds"]
             _send_outcomes(conn, outcomes, lock)
     except (EOFError, OSError):
         pass
     finally:
-        writer.write_batch(pending)
+        writer.write_columns(pending)
         writer.close()
         with contextlib.suppress(OSError):
             _send_outcomes(conn, outcomes, lock)

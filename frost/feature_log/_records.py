@@ -2,22 +2,25 @@
 
 On the request path the server only keeps what it already has: the entity and request
 columns, and per part of the response (a view, or an on-demand view's outputs) what the
-judge gave, unchanged. A record is built of plain tuples, lists, bytes and numbers, so
-handing thousands of them to the writer process is one cheap pickle. Turning records into
-Feast's log columns (``log_table``) happens in the writer, a batch at a time, with one
-vectorized decode per feature.
+judge gave, unchanged (``LogRecord``). Off the request path, the records of one feature
+service and client become ``LogColumns``: per logged feature, its value bytes back to
+back with their lengths and its statuses as bytes, so handing thousands of lookups to the
+writer process pickles a few dozen objects, not one per value. The writer turns those into
+Feast's log columns (``columns_table``) with one vectorized decode per feature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from frost.codec import decode_arrow, parse_timestamp, timestamp_seconds_column
+from frost.codec import Segments, decode_arrow, parse_timestamp, timestamp_seconds_column
 from frost.feature_log._schema import (
     LOG_DATE,
     LOG_TIMESTAMP,
@@ -27,7 +30,15 @@ from frost.feature_log._schema import (
     arrow_type,
 )
 
-__all__ = ["LogRecord", "Served", "log_table"]
+__all__ = [
+    "LogColumns",
+    "LogRecord",
+    "Served",
+    "columns_table",
+    "log_columns",
+    "log_table",
+    "merge_columns",
+]
 
 # One part of a response as judged. For a lookup of one entity row:
 #   (event-time bytes or None, [status per feature], [Value bytes per feature]);
@@ -56,31 +67,125 @@ class LogRecord(NamedTuple):
         return (tuple, (tuple(self),))
 
 
+class LogColumns(NamedTuple):
+    """The lookups of one feature service and client, column by column, in plain bytes,
+    numbers and strings (``log_columns``)."""
+
+    service: str
+    client: str
+    lookups: int
+    rows: int  # entity rows, over all lookups
+    counts: bytes  # entity rows per lookup, int64
+    logged_at: bytes  # request time per lookup, float64 epoch seconds
+    request_ids: list[str]  # per lookup
+    keys: dict[str, list[Any]]  # per entity row, by key or request field name
+    stamps: list[tuple[bytes, bytes]]  # per part: event times back to back, int64 lengths
+    parts: list[int]  # features per part, in response order
+    values: list[tuple[bytes, bytes]]  # per logged feature: Value bytes, int64 lengths
+    statuses: list[bytes]  # per logged feature: one status byte per entity row
+
+
 def log_table(schema: LogSchema, records: Sequence[Sequence[Any]]) -> pa.Table:
     """Feast's log rows of ``records`` (all of ``schema``'s service), one per entity row.
     Records may be ``LogRecord`` or plain tuples of the same fields."""
-    single = [r for r in records if r[4] == 1]
-    several = [r for r in records if r[4] != 1]
-    if single and several:  # each form decoded on its own, the rows in two runs
-        return pa.concat_tables([log_table(schema, single), log_table(schema, several)])
+    by_client: dict[str, list[Sequence[Any]]] = {}
+    for record in records:
+        by_client.setdefault(record[2], []).append(record)
+    tables = [columns_table(schema, log_columns(schema, rs)) for rs in by_client.values()]
+    return pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+
+
+def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColumns:
+    """``records`` (of ``schema``'s service and one client, at least one) as columns."""
+    first = records[0]
     counts = [r[4] for r in records]
-    columns: dict[str, pa.Array] = {}
+    keys = {name: _flat(_column(r, name) for r in records) for name, _ in schema.keys}
+    stamps, values, statuses = [], [], []
+    parts = _checked_parts(schema, records)
+    one_row = all(n == 1 for n in counts)
+    for part, size in enumerate(parts):
+        served = [r[6][part] for r in records]
+        if not one_row:
+            served = _many(served, counts)
+        stamps.append(_joined([s[0] for s in served] if one_row else _flat(s[0] for s in served)))
+        for position in range(size):
+            pick = itemgetter(position)
+            if one_row:  # the one-row form: a transposition
+                values.append(_joined([pick(s[2]) for s in served]))
+                statuses.append(bytes([pick(s[1]) for s in served]))
+            else:
+                values.append(_joined(_flat(pick(s[2]) for s in served)))
+                statuses.append(bytes(_flat(pick(s[1]) for s in served)))
+    return LogColumns(
+        service=first[0],
+        client=first[2],
+        lookups=len(records),
+        rows=sum(counts),
+        counts=np.array(counts, dtype=np.int64).tobytes(),
+        logged_at=np.array([r[3] for r in records], dtype=np.float64).tobytes(),
+        request_ids=[r[1] for r in records],
+        keys=keys,
+        stamps=stamps,
+        parts=parts,
+        values=values,
+        statuses=statuses,
+    )
+
+
+def columns_table(schema: LogSchema, columns: LogColumns) -> pa.Table:
+    """Feast's log rows of ``columns``, one per entity row."""
+    counts = np.frombuffer(columns.counts, dtype=np.int64)
+    out: dict[str, pa.Array] = {}
     for name, type_ in schema.keys:
-        values = [v for r in records for v in _column(r, name)]
-        columns[name] = pa.array(values, type=arrow_type(type_))
-    flat = _one_row(schema, records) if single else _many_rows(schema, records)
-    for logged, (raw, statuses, stamps) in zip(schema.features, flat, strict=True):
-        columns[logged.column] = decode_arrow(raw, logged.type, arrow_type(logged.type))
-        columns[logged.timestamp_column] = stamps
-        columns[logged.status_column] = pa.array(statuses, type=pa.int32())
-    micros = np.repeat(np.array([int(r[3] * 1_000_000) for r in records], dtype=np.int64), counts)
-    times = pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    columns[LOG_TIMESTAMP] = times
-    columns[LOG_DATE] = pc.cast(times, pa.date32())
-    ids = [r[1] for r, n in zip(records, counts, strict=True) for _ in range(n)]
-    columns[REQUEST_ID] = pa.array(ids, type=pa.string())
+        out[name] = pa.array(columns.keys[name], type=arrow_type(type_))
+    times = []  # per feature: its part's event times, decoded once per part
+    for stamp, size in zip(columns.stamps, columns.parts, strict=True):
+        times += [_event_times(_segments(stamp))] * size
+    flat = zip(schema.features, columns.values, columns.statuses, times, strict=True)
+    for logged, raw, statuses, stamps in flat:
+        out[logged.column] = decode_arrow(_segments(raw), logged.type, arrow_type(logged.type))
+        out[logged.timestamp_column] = stamps
+        out[logged.status_column] = pa.array(
+            np.frombuffer(statuses, dtype=np.uint8).astype(np.int32), type=pa.int32()
+        )
+    seconds = np.frombuffer(columns.logged_at, dtype=np.float64)
+    micros = np.repeat((seconds * 1_000_000).astype(np.int64), counts)
+    logged_at = pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    out[LOG_TIMESTAMP] = logged_at
+    out[LOG_DATE] = pc.cast(logged_at, pa.date32())
+    ids = pa.array(columns.request_ids, type=pa.string())
+    out[REQUEST_ID] = (
+        ids if (counts == 1).all() else ids.take(np.repeat(np.arange(len(counts)), counts))
+    )
     arrow = schema.arrow()
-    return pa.Table.from_arrays([columns[name] for name in arrow.names], schema=arrow)
+    return pa.Table.from_arrays([out[name] for name in arrow.names], schema=arrow)
+
+
+def merge_columns(parts: Sequence[LogColumns]) -> LogColumns:
+    """Columns of one feature service and client, one after the other, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    keys = {name: _flat(part.keys[name] for part in parts) for name in first.keys}
+    return first._replace(
+        lookups=sum(part.lookups for part in parts),
+        rows=sum(part.rows for part in parts),
+        counts=b"".join(part.counts for part in parts),
+        logged_at=b"".join(part.logged_at for part in parts),
+        request_ids=_flat(part.request_ids for part in parts),
+        keys=keys,
+        stamps=[_concatenated(column) for column in zip(*(p.stamps for p in parts), strict=True)],
+        values=[_concatenated(column) for column in zip(*(p.values for p in parts), strict=True)],
+        statuses=[b"".join(column) for column in zip(*(p.statuses for p in parts), strict=True)],
+    )
+
+
+def _concatenated(joined: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    return b"".join(data for data, _ in joined), b"".join(lengths for _, lengths in joined)
+
+
+def _flat(lists: Iterable[Iterable[Any]]) -> list[Any]:
+    return list(chain.from_iterable(lists))
 
 
 def _column(record: Sequence[Any], name: str) -> list[Any]:
@@ -88,42 +193,27 @@ def _column(record: Sequence[Any], name: str) -> list[Any]:
     return values if values is not None else [None] * record[4]
 
 
-Flat = list[tuple[Sequence[bytes], Sequence[int], pa.Array]]
+def _many(served: list[Served], counts: list[int]) -> list[Served]:
+    """Parts in the many-row form (one-row parts of lookups of one row made so)."""
+    return [
+        s if n != 1 else ([s[0]], [[v] for v in s[1]], [[v] for v in s[2]])
+        for s, n in zip(served, counts, strict=True)
+    ]
 
 
-def _one_row(schema: LogSchema, records: Sequence[Sequence[Any]]) -> Flat:
-    """Per logged feature, its values, statuses and event times over one-row records: a
-    transposition per part, each part's event times parsed once for all its features."""
-    out: Flat = []
-    for part, size in enumerate(_checked_parts(schema, records)):
-        served = [r[6][part] for r in records]
-        times = _event_times([s[0] for s in served])
-        for position in range(size):
-            out.append(
-                (
-                    [s[2][position] for s in served],
-                    [s[1][position] for s in served],
-                    times,
-                )
-            )
-    return out
+def _joined(raw: list[bytes | None]) -> tuple[bytes, bytes]:
+    """Byte strings back to back, and their lengths (int64); ``None`` is ``b""``."""
+    try:
+        lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))  # type: ignore[arg-type]
+        return b"".join(raw), lengths.tobytes()  # type: ignore[arg-type]
+    except TypeError:  # a None among them
+        return _joined([r or b"" for r in raw])
 
 
-def _many_rows(schema: LogSchema, records: Sequence[Sequence[Any]]) -> Flat:
-    """``_one_row`` for records of any number of rows, in the many-row form."""
-    out: Flat = []
-    for part, size in enumerate(_checked_parts(schema, records)):
-        served = [r[6][part] for r in records]
-        times = _event_times([stamp for s in served for stamp in s[0]])
-        for position in range(size):
-            out.append(
-                (
-                    [v for s in served for v in s[2][position]],
-                    [v for s in served for v in s[1][position]],
-                    times,
-                )
-            )
-    return out
+def _segments(joined: tuple[bytes, bytes]) -> Segments:
+    return Segments(
+        np.frombuffer(joined[0], dtype=np.uint8), np.frombuffer(joined[1], dtype=np.int64)
+    )
 
 
 def _checked_parts(schema: LogSchema, records: Sequence[Sequence[Any]]) -> list[int]:
@@ -140,10 +230,10 @@ def _checked_parts(schema: LogSchema, records: Sequence[Sequence[Any]]) -> list[
     return sizes
 
 
-def _event_times(stamps: list[bytes | None]) -> pa.Array:
+def _event_times(stamps: Segments) -> pa.Array:
     seconds = timestamp_seconds_column(stamps)
     if seconds is None:
-        seconds = pa.array([None if s is None else _whole(s) for s in stamps], type=pa.int64())
+        seconds = pa.array([_whole(s) if s else None for s in stamps.to_list()], type=pa.int64())
     return seconds.cast(TIMESTAMP_TYPE)
 
 
