@@ -32,6 +32,7 @@ __all__ = [
     "RedisServer",
     "SparkStandalone",
     "free_port",
+    "process_alive",
     "spark_home",
     "tansu_binary",
 ]
@@ -54,6 +55,20 @@ def _port_is_free(port: int) -> bool:
             sock.bind((_LOOPBACK, port))
         except OSError:
             return False
+        return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (one of another user counts; a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 from frost.codec import decode_column, python_value
 from frost.errors import BadInput
-from frost.feature_log import Served
 from frost.online import AsyncRedis, Malformed
 from frost.online._judge import (
     PRESENT,
@@ -192,13 +191,11 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     now: float,
     counts: Callable[[], Counts],
     sample_ages: bool = False,
-    served: list[Served] | None = None,
 ) -> bytes:
     """Read and judge every requested value; the serialized response.
 
     ``counts`` gives where to tally statuses (asked after the reads: the tally may have
-    been flushed while waiting); ``sample_ages`` also records the age of every view row;
-    ``served``, when given, receives each view of the response as judged (to be logged).
+    been flushed while waiting); ``sample_ages`` also records the age of every view row.
     """
     rows = len(next(iter(columns.values())))
     # Checked before reading (a plan without on-demand views takes no request fields).
@@ -229,27 +226,23 @@ async def lookup(  # noqa: PLR0917 - one call site, read top to bottom
     malformed: list[Malformed] = []
     if plan.frames is not None:
         every = _judged(plan, replies, keys, rows, now, tally, ages)
-        out += _composed(plan, every, columns, fields, rows, tally, served)
+        out += _composed(plan, every, columns, fields, rows, tally)
         return b"".join(out)
     for group, index in plan.read.order:
         if group == TILES:
             at = len(groups) + index
             judged = judge_tiles(tiles[index], replies[at], rows, now, malformed)
             out += _framed(tiles[index].name, judged, tally)
-            if served is not None:
-                served.append(_served(judged))
             if malformed:
                 tally.malformed += [(m, keys[at][m.row]) for m in malformed]
                 malformed = []
             continue
         view = groups[group].views[index]
         if rows == 1 and ages is None:
-            out += _one_row_vectors(view, replies[group][0], now, tally, malformed, served)
+            out += _one_row_vectors(view, replies[group][0], now, tally, malformed)
         else:
             judged = judge_view(view, replies[group], now, malformed, ages)
             out += _framed(view.name, judged, tally)
-            if served is not None:
-                served.append(_served(judged))
         if malformed:
             tally.malformed += [(m, keys[group][m.row]) for m in malformed]
             malformed = []
@@ -294,10 +287,9 @@ def _composed(  # noqa: PLR0917 - one call site
     fields: dict[str, list[Any]],
     rows: int,
     tally: Counts,
-    served: list[Served] | None,
 ) -> list[bytes]:
     """The FeatureVectors of a plan with frames: requested features of the reads, and the
-    outputs of its on-demand views (each also appended to ``served`` when given)."""
+    outputs of its on-demand views."""
     assert plan.frames is not None
     out: list[bytes] = []
     views = plan.read.views
@@ -315,8 +307,6 @@ def _composed(  # noqa: PLR0917 - one call site
                 [whole.values[p] for p in frame.positions],
             )
         out += _framed(name, part, tally)
-        if served is not None:
-            served.append(_served(part))
     return out
 
 
@@ -344,18 +334,6 @@ def _transformed(
         transform, features, statuses, extra, rows, step.wanted, step.checks
     )
     return Judgement([None] * rows, outputs, values)
-
-
-def _served(judged: Judgement) -> Served:
-    """A judged part of the response as the feature log keeps it (one-row form for one
-    row)."""
-    if len(judged.stamps) == 1:
-        return (
-            judged.stamps[0],
-            [column[0] for column in judged.statuses],
-            [column[0] for column in judged.values],
-        )
-    return (judged.stamps, judged.statuses, judged.values)
 
 
 def _entity_vector(values: Sequence[Any], rows: int) -> bytes:
@@ -391,19 +369,16 @@ _TAILS = [STATUS_TAG + b"\x01" + bytes([status]) for status in range(5)]
 _SHORT = [bytes([n]) for n in range(128)]
 
 
-def _one_row_vectors(  # noqa: PLR0917 - one call site
+def _one_row_vectors(
     view: ViewRead,
     reply: Any,
     now: float,
     counts: Counts,
     malformed: list[Malformed],
-    served: list[Served] | None,
 ) -> list[bytes]:
     """The FeatureVectors of one view for a single entity row, the most common request,
     with less work per feature: the same statuses, values and framing."""
     stamp, statuses, values = judge_row(view, reply, now, malformed)
-    if served is not None:
-        served.append((stamp, statuses, values))
     return _row_framed(view.name, stamp, statuses, values, counts)
 
 

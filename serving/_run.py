@@ -7,6 +7,12 @@ fails at once, naming it, instead of sharing it. The parent checks the repo and 
 registry, waits until every worker accepts calls before it says it is serving, serves the
 summed Prometheus metrics and restarts a worker that dies.
 
+A worker keeps what it loaded for good (modules, the registry snapshot, its plans) out of
+the garbage collector's sight (``gc.freeze``, again after each registry reload), so a full
+collection scans only what requests made. Without that, a full collection of a loaded repo
+(about 200k objects) took 0.1 s, every call behind it waited, and logged lookups, which are
+kept for a moment, brought one about every 9,000 requests.
+
 Signals (to the parent; with one worker, to the process itself):
 
 * SIGTERM, SIGINT: health NOT_SERVING at once; calls are still taken for ``drain_seconds``
@@ -24,6 +30,7 @@ Signals (to the parent; with one worker, to the process itself):
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -120,7 +127,9 @@ class _Worker:
 
         settings = self.settings
         repo = FeatureRepo(self.repo_path)
-        watcher = RegistryWatcher(repo, settings.registry_refresh_seconds)
+        watcher = RegistryWatcher(
+            repo, settings.registry_refresh_seconds, on_reload=lambda _: _settle_heap()
+        )
         redis = AsyncRedis(repo.online_config)
         metrics = ServerMetrics()
         log_settings = settings.feature_log
@@ -156,15 +165,19 @@ class _Worker:
             handover = True
             stop.set()
 
+        handlers = {
+            signal.SIGTERM: stop.set,
+            signal.SIGINT: stop.set,
+            signal.SIGUSR1: hand_over,
+            signal.SIGHUP: lambda: self._reload(server),
+            signal.SIGUSR2: lambda: log.warning(
+                "a rolling restart (SIGUSR2) needs --workers 2 or more; ignored"
+            ),
+        }
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, hand_over)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(server))
-        loop.add_signal_handler(
-            signal.SIGUSR2,
-            lambda: log.warning("a rolling restart (SIGUSR2) needs --workers 2 or more; ignored"),
-        )
+        for number, handler in handlers.items():
+            loop.add_signal_handler(number, handler)
+        _settle_heap()
         ready()
         try:
             await stop.wait()
@@ -217,6 +230,14 @@ class _Worker:
         log.info(
             "config reloaded: %d client(s)%s", len(new.clients), ", anonymous" * bool(new.anonymous)
         )
+
+
+def _settle_heap() -> None:
+    """What the worker holds now is held for good: out of the collector's sight (the
+    previous snapshot, after a reload, is collected first)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _worker_process(  # noqa: PLR0917 - one call site, the spawn target

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from frost.errors import BadInput, FrostError, ServiceStartError
-from frost.feature_log import LogRecord, LogTarget, LogWriter, ProcessLogWriter, Served
+from frost.feature_log import LogRecord, LogTarget, LogWriter, ProcessLogWriter
 from frost.online import AsyncRedis
 from frost.proto import frost_serving_pb2 as frost_pb
 from frost.proto import frost_serving_pb2_grpc as frost_grpc
@@ -114,14 +114,13 @@ class FeatureServer:
             sample = random.random() < _AGE_SAMPLE
             wait = self._wait_limit(context)
             target = _sampled(snapshot, plan)
-            served: list[Served] | None = [] if target is not None else None
             now = time.time()
             async with asyncio.timeout(wait):
                 response = await lookup(
-                    self._redis, plan, request, columns, now, self._tally, sample, served
+                    self._redis, plan, request, columns, now, self._tally, sample
                 )
-            if served is not None and target is not None:
-                self._log_lookup(target, plan, request, columns, served, client, now, context)
+            if target is not None:
+                self._log_lookup(target, plan, request, columns, response, client, now, context)
             return response
         except Denied as exc:
             code = exc.code
@@ -156,7 +155,7 @@ class FeatureServer:
         plan: LookupPlan,
         request: Any,
         columns: dict[str, list[Any]],
-        served: list[Served],
+        response: bytes,
         client: str,
         now: float,
         context: Any,
@@ -175,7 +174,7 @@ class FeatureServer:
         logged = dict(columns)
         if plan.request_fields:
             logged.update(request_columns(request, plan, rows))
-        record = LogRecord(plan.label, request_id, client, now, rows, logged, served)
+        record = LogRecord(plan.label, request_id, client, now, rows, logged, response)
         if self._log is not None:
             self._log.submit(target, record)
         context.set_trailing_metadata((("x-request-id", request_id),))

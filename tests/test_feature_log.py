@@ -25,6 +25,7 @@ import pytest
 import yaml
 from feast import FeatureStore
 from feast.feature_logging import FeatureServiceLoggingSource
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
 
 from frost.feature_log import LogRecord, LogSchema, LogTarget, LogWriter, encode_message
@@ -366,7 +367,16 @@ def _record(service: str, rows: int, at: float) -> LogRecord:
         logged_at=at,
         rows=rows,
         columns={"user_id": list(range(rows))},
-        served=[([None] * rows, [[int(FieldStatus.NOT_FOUND)] * rows], [[b""] * rows])],
+        response=GetOnlineFeaturesResponse(
+            results=[
+                GetOnlineFeaturesResponse.FeatureVector(
+                    values=[Value(int64_val=n) for n in range(rows)], statuses=[1] * rows
+                ),
+                GetOnlineFeaturesResponse.FeatureVector(
+                    values=[Value()] * rows, statuses=[int(FieldStatus.NOT_FOUND)] * rows
+                ),
+            ]
+        ).SerializeToString(),
     )
 
 

@@ -25,7 +25,7 @@ from frost import repo as repo_module
 from frost.errors import ConfigError, ServiceStartError
 from frost.repo import FEATURE_STORE_YAML, FeatureRepo
 from frost.sample_data import SampleSpec, generate
-from frost.services import KafkaBroker, LocalService, RedisServer, free_port
+from frost.services import KafkaBroker, LocalService, RedisServer, free_port, process_alive
 
 __all__ = ["LocalStack", "StackInfo", "prepare_workspace", "stop_stack"]
 
@@ -224,23 +224,13 @@ def stop_stack(workdir: Path, timeout: float = 20) -> list[str]:
     stopped = []
     for name in names:
         pid = info.processes[name]
-        if _alive(pid) and _ours(pid):
+        if process_alive(pid) and _ours(pid):
             os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, timeout):
                 os.kill(pid, signal.SIGKILL)
             stopped.append(name)
     (workdir / STACK_FILE).unlink()
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
 
 
 def _ours(pid: int) -> bool:
@@ -252,17 +242,10 @@ def _ours(pid: int) -> bool:
     return any(name in command for name in (b"redis-server", b"tansu", b"frost"))
 
 
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.1)
     return False

@@ -17,7 +17,7 @@ from frost.feature_log._files import ParquetFiles
 from frost.feature_log._kafka import KafkaTopic, LoggedBatch, decode_message, encode_message
 from frost.feature_log._process import ProcessLogWriter
 from frost.feature_log._read import read_logs
-from frost.feature_log._records import LogRecord, Served, log_table
+from frost.feature_log._records import LogRecord, log_table
 from frost.feature_log._schema import (
     LOG_DATE,
     LOG_TIMESTAMP,
@@ -48,7 +48,6 @@ __all__ = [
     "Mismatch",
     "ParquetFiles",
     "ProcessLogWriter",
-    "Served",
     "WriterStats",
     "arrow_type",
     "compare",

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from frost.feature_log._schema import LOG_DATE, LogTarget
+from frost.services import process_alive
 
 __all__ = ["ParquetFiles"]
 
@@ -144,19 +145,9 @@ class ParquetFiles:
             found = _TEMP.match(path.name)
             if found is None or found["host"] != self._host:
                 continue
-            if not _alive(int(found["pid"])):
+            if not process_alive(int(found["pid"])):
                 path.unlink(missing_ok=True)
 
 
 def _rows_of(table: pa.Table, day: date) -> pa.Table:
     return table.filter(pc.equal(table.column(LOG_DATE), pa.scalar(day, pa.date32())))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

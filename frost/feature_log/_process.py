@@ -5,9 +5,10 @@
     writer.close()
 
 The request path only appends to a bounded queue, as with ``LogWriter``. A feeder thread
-hands the queued lookups, every ``flush_seconds``, to a child process: in chunks of about
-``_CHUNK_ROWS`` entity rows, each turned into columns (``log_columns``: a few byte strings
-per feature, not an object per value) and pickled over a pipe. The child gathers
+hands the queued lookups, every ``flush_seconds``, to a child process: pickled over a pipe
+in chunks of about ``_CHUNK_ROWS`` entity rows (a record is a few strings and numbers and
+the response's bytes: no object per value, so this costs the server about a microsecond a
+lookup and holds its GIL a short while at a time). The child gathers
 them for up to ``write_seconds`` (or ``write_rows`` entity rows), then decodes and writes
 them with a ``LogWriter`` of its own: to parquet files, or to a Kafka topic when
 ``kafka`` is given. Decoding and writing so take neither the serving process's time nor
@@ -32,7 +33,7 @@ from typing import Any
 
 from frost.feature_log._files import ParquetFiles
 from frost.feature_log._kafka import KafkaTopic
-from frost.feature_log._records import LogColumns, LogRecord, log_columns
+from frost.feature_log._records import LogRecord
 from frost.feature_log._schema import LogTarget
 from frost.feature_log._writer import LogDestination, LogQueue, LogWriter, Report, WriterStats
 from frost.settings import FeatureLogKafkaSettings
@@ -41,7 +42,7 @@ __all__ = ["ProcessLogWriter"]
 
 log = logging.getLogger("frost.feature_log")
 _STOP = b""
-_CHUNK_ROWS = 500
+_CHUNK_ROWS = 256
 
 
 class ProcessLogWriter:
@@ -144,13 +145,12 @@ class ProcessLogWriter:
             return
         if self._child is None:
             self._spawn()
-        # Per feature service and client, in chunks of about _CHUNK_ROWS entity rows: this
-        # holds the GIL, and a short hold at a time keeps the event loop's requests from
-        # waiting behind it.
-        by_file: dict[tuple[int, str], tuple[LogTarget, list[LogRecord]]] = {}
+        # Per target, in chunks of about _CHUNK_ROWS entity rows: pickling holds the GIL,
+        # and a short hold at a time keeps the event loop's requests from waiting behind it.
+        by_target: dict[int, tuple[LogTarget, list[LogRecord]]] = {}
         for target, record in batch:
-            by_file.setdefault((id(target), record.client), (target, []))[1].append(record)
-        for target, records in by_file.values():
+            by_target.setdefault(id(target), (target, []))[1].append(record)
+        for target, records in by_target.values():
             start, rows = 0, 0
             for end, record in enumerate(records, 1):
                 rows += record.rows
@@ -159,15 +159,8 @@ class ProcessLogWriter:
                     start, rows = end, 0
 
     def _send(self, target: LogTarget, records: list[LogRecord]) -> None:
-        """One pipe message: the target (once per chunk: a few hundred bytes) and the
-        records' columns; a chunk that cannot be made into columns is counted, not sent."""
-        try:
-            columns = log_columns(target.schema, records)
-        except Exception as exc:
-            self._count(records[0].service, "write_error", len(records))
-            log.warning("feature log of '%s': %s: %s", records[0].service, type(exc).__name__, exc)
-            return
-        message = pickle.dumps((target, columns), protocol=pickle.HIGHEST_PROTOCOL)
+        """One pipe message: the target (a few hundred bytes) and the records."""
+        message = pickle.dumps((target, records), protocol=pickle.HIGHEST_PROTOCOL)
         self._conn.send_bytes(message)
 
     def _read_outcomes(self, block: bool = False) -> None:
@@ -197,10 +190,7 @@ def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
     # server: this process stops when the server says so or is gone, after closing its files.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Writing logs yields to serving when the cores are busy: it has a second to catch up,
-    # and the queue's bound holds when it cannot.
-    with contextlib.suppress(OSError):
-        os.nice(10)
+    _yield_to_serving()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     outcomes: list[tuple[str, str, int]] = []
     lock = threading.Lock()
@@ -214,7 +204,7 @@ def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
         warn_seconds=settings["warn_seconds"],
         on_outcome=report,
     )
-    pending: list[tuple[LogTarget, LogColumns]] = []
+    pending: list[tuple[LogTarget, Any]] = []
     rows = 0
     due = time.monotonic() + settings["write_seconds"]
     try:
@@ -223,22 +213,34 @@ def _child_main(conn: Any, settings: dict[str, Any], parent: int) -> None:
                 data = conn.recv_bytes()
                 if data == _STOP:
                     break
-                target, columns = pickle.loads(data)
-                pending.append((target, columns))
-                rows += columns.rows
+                target, records = pickle.loads(data)
+                pending += [(target, record) for record in records]
+                rows += sum(record[4] for record in records)
             if rows >= settings["write_rows"] or time.monotonic() >= due:
-                writer.write_columns(pending)
+                writer.write_batch(pending)
                 pending, rows = [], 0
                 due = time.monotonic() + settings["write_seconds"]
             _send_outcomes(conn, outcomes, lock)
     except (EOFError, OSError):
         pass
     finally:
-        writer.write_columns(pending)
+        writer.write_batch(pending)
         writer.close()
         with contextlib.suppress(OSError):
             _send_outcomes(conn, outcomes, lock)
         conn.close()
+
+
+def _yield_to_serving() -> None:
+    """Run only on CPU time serving leaves idle (``SCHED_IDLE``: any other process that
+    wakes up takes the core at once), else at the lowest niceness. The writer has a second
+    to catch up and the queue's bound holds when it cannot: a server kept at full CPU drops
+    (and counts) logged lookups rather than serve slower."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
 
 
 def _send_outcomes(conn: Any, outcomes: list[tuple[str, str, int]], lock: threading.Lock) -> None:

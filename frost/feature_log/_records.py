@@ -1,22 +1,21 @@
 """Logged lookups: what the server keeps of a sampled request, and its log rows.
 
-On the request path the server only keeps what it already has: the entity and request
-columns, and per part of the response (a view, or an on-demand view's outputs) what the
-judge gave, unchanged (``LogRecord``). Off the request path, the records of one feature
-service and client become ``LogColumns``: per logged feature, its value bytes back to
-back with their lengths and its statuses as bytes, so handing thousands of lookups to the
-writer process pickles a few dozen objects, not one per value. The writer turns those into
-Feast's log columns (``columns_table``) with one vectorized decode per feature.
+On the request path the server keeps only what it already has: the entity and request
+columns and the serialized response it sends (``LogRecord``), so logging costs a request
+no work per value. Off the request path, the writer walks the responses' FeatureVectors
+(Feast's wire format: what was served is what is logged) into ``LogColumns``: per logged
+feature, its values back to back with their lengths, its statuses as bytes and its event
+times; then into Feast's log columns (``columns_table``), one vectorized decode per feature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,25 +32,16 @@ from frost.feature_log._schema import (
 __all__ = [
     "LogColumns",
     "LogRecord",
-    "Served",
     "columns_table",
     "log_columns",
     "log_table",
     "merge_columns",
 ]
 
-# One part of a response as judged. For a lookup of one entity row:
-#   (event-time bytes or None, [status per feature], [Value bytes per feature]);
-# for several rows:
-#   ([event-time bytes or None per row], [[status per row] per feature],
-#    [[Value bytes per row] per feature]).
-# A ``b""`` value is a null.
-Served = tuple[Any, Sequence[Any], Sequence[Any]]
-
 
 class LogRecord(NamedTuple):
-    """One sampled lookup of a feature service; ``served`` in response order, each part in
-    the one-row form when ``rows`` is 1 and in the many-row form otherwise."""
+    """One sampled lookup of a feature service: who asked, when, for which rows, and the
+    serialized ``GetOnlineFeaturesResponse`` it was served."""
 
     service: str
     request_id: str
@@ -59,11 +49,10 @@ class LogRecord(NamedTuple):
     logged_at: float  # the request time, epoch seconds
     rows: int
     columns: dict[str, list[Any]]  # entity columns and request fields, by name
-    served: list[Served]
+    response: bytes
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled as a plain tuple: unpickling thousands of records in the writer process
-        # then builds no Python-level objects (the writer reads records by position).
+        # Pickled as a plain tuple: the writer reads records by position.
         return (tuple, (tuple(self),))
 
 
@@ -79,10 +68,9 @@ class LogColumns(NamedTuple):
     logged_at: bytes  # request time per lookup, float64 epoch seconds
     request_ids: list[str]  # per lookup
     keys: dict[str, list[Any]]  # per entity row, by key or request field name
-    stamps: list[tuple[bytes, bytes]]  # per part: event times back to back, int64 lengths
-    parts: list[int]  # features per part, in response order
     values: list[tuple[bytes, bytes]]  # per logged feature: Value bytes, int64 lengths
     statuses: list[bytes]  # per logged feature: one status byte per entity row
+    stamps: list[tuple[bytes, bytes]]  # per logged feature: Timestamp bytes, int64 lengths
 
 
 def log_table(schema: LogSchema, records: Sequence[Sequence[Any]]) -> pa.Table:
@@ -96,26 +84,29 @@ def log_table(schema: LogSchema, records: Sequence[Sequence[Any]]) -> pa.Table:
 
 
 def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColumns:
-    """``records`` (of ``schema``'s service and one client, at least one) as columns."""
+    """``records`` (of ``schema``'s service and one client, at least one) as columns;
+    ``ValueError`` naming the service for a response that is not one of its lookups."""
     first = records[0]
     counts = [r[4] for r in records]
     keys = {name: _flat(_column(r, name) for r in records) for name, _ in schema.keys}
-    stamps, values, statuses = [], [], []
-    parts = _checked_parts(schema, records)
-    one_row = all(n == 1 for n in counts)
-    for part, size in enumerate(parts):
-        served = [r[6][part] for r in records]
-        if not one_row:
-            served = _many(served, counts)
-        stamps.append(_joined([s[0] for s in served] if one_row else _flat(s[0] for s in served)))
-        for position in range(size):
-            pick = itemgetter(position)
-            if one_row:  # the one-row form: a transposition
-                values.append(_joined([pick(s[2]) for s in served]))
-                statuses.append(bytes([pick(s[1]) for s in served]))
-            else:
-                values.append(_joined(_flat(pick(s[2]) for s in served)))
-                statuses.append(bytes(_flat(pick(s[1]) for s in served)))
+    width = len(schema.features)
+    values: list[list[Piece]] = [[] for _ in range(width)]
+    statuses: list[list[bytes]] = [[] for _ in range(width)]
+    stamps: list[list[Piece]] = [[] for _ in range(width)]
+    for record in records:
+        rows = record[4]
+        found, served = _feature_vectors(record[6], rows, width)
+        if found < width or any(
+            _rows(v) != rows or len(f) != rows or _rows(t) != rows for v, f, t in served
+        ):
+            raise ValueError(
+                f"a logged lookup of '{record[0]}' ({record[1]}) has {found} feature "
+                f"vectors for {rows} row(s); its log schema has {width} features"
+            )
+        for position, (value, status, stamp) in enumerate(served):
+            values[position].append(value)
+            statuses[position].append(status)
+            stamps[position].append(stamp)
     return LogColumns(
         service=first[0],
         client=first[2],
@@ -125,11 +116,153 @@ def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColum
         logged_at=np.array([r[3] for r in records], dtype=np.float64).tobytes(),
         request_ids=[r[1] for r in records],
         keys=keys,
-        stamps=stamps,
-        parts=parts,
-        values=values,
-        statuses=statuses,
+        values=[_concatenated(column) for column in values],
+        statuses=[b"".join(column) for column in statuses],
+        stamps=[_concatenated(column) for column in stamps],
     )
+
+
+# Byte strings back to back, and their lengths.
+Run = tuple[bytes, npt.NDArray[np.int64]]
+# A FeatureVector's values or event times: one byte string per row, or a run of them.
+Piece = list[bytes] | Run
+
+
+def _rows(piece: Piece) -> int:
+    return len(piece) if isinstance(piece, list) else len(piece[1])
+
+
+def _feature_vectors(
+    response: bytes, rows: int, last: int
+) -> tuple[int, list[tuple[Piece, bytes, Piece]]]:
+    """The last ``last`` ``results`` of a serialized ``GetOnlineFeaturesResponse`` of
+    ``rows`` entity rows (the features, after the entity columns echoed), and how many it
+    has: per FeatureVector its ``Value`` bytes, statuses (one byte each) and ``Timestamp``
+    bytes. The features of one view share their event times: parsed once."""
+    seen: dict[bytes, Run] = {}
+    results = [
+        (start, end) for field, start, end in _fields(response, 0, len(response)) if field == 2
+    ]
+    wanted = results[len(results) - last :] if last else []
+    return len(results), [_vector(response, start, end, rows, seen) for start, end in wanted]
+
+
+class _Irregular(Exception):
+    """A FeatureVector not laid out as Frost and Feast write them: parsed field by field."""
+
+
+def _vector(blob: bytes, start: int, end: int, rows: int, seen: dict[bytes, Run]) -> Any:
+    """One FeatureVector. Of many rows, laid out as values, statuses, event times (as
+    protobuf writers do): each run of entries sliced at a fixed stride when its entries
+    are all of one size (checked with NumPy), else walked entry by entry."""
+    if rows < _STRIDED:  # a few entries: walked at once
+        return _any_order(blob, start, end, rows)
+    try:
+        values, pos = _run(blob, start, end, 0x0A, rows)
+        statuses, pos = _statuses(blob, pos, end, rows)
+        region = blob[pos:end]
+        stamps = seen.get(region)
+        if stamps is None:
+            nulls = (b"", np.zeros(rows, dtype=np.int64))  # no event times
+            stamps, stop = _run(blob, pos, end, 0x1A, rows) if pos < end else (nulls, end)
+            if stop != end:
+                raise _Irregular
+            seen[region] = stamps
+    except (_Irregular, IndexError):
+        return _any_order(blob, start, end, rows)
+    return values, statuses, stamps
+
+
+_EMPTY: Run = (b"", np.zeros(0, dtype=np.int64))
+_STRIDED = 8  # rows from which a run is first tried at a fixed stride
+
+
+def _run(blob: bytes, pos: int, end: int, key: int, rows: int) -> tuple[Run, int]:
+    """``rows`` consecutive length-delimited entries of ``key`` at ``pos``; where they end."""
+    if rows == 0:
+        return _EMPTY, pos
+    size = blob[pos + 1]
+    if rows >= _STRIDED and blob[pos] == key and size < 0x80:
+        stride = size + 2
+        stop = pos + rows * stride
+        if stop <= end and (stop == end or blob[stop] != key):
+            grid = np.frombuffer(blob, np.uint8, rows * stride, pos).reshape(rows, stride)
+            if (grid[:, 0] == key).all() and (grid[:, 1] == size).all():
+                return (grid[:, 2:].tobytes(), np.full(rows, size, dtype=np.int64)), stop
+    items = []
+    for _ in range(rows):
+        if blob[pos] != key:
+            raise _Irregular
+        size, at = blob[pos + 1], pos + 2
+        if size & 0x80:
+            size, at = _varint(blob, pos + 1)
+        pos = at + size
+        items.append(blob[at:pos])
+    if pos > end:
+        raise _Irregular
+    return (b"".join(items), np.fromiter(map(len, items), np.int64, rows)), pos
+
+
+def _statuses(blob: bytes, pos: int, end: int, rows: int) -> tuple[bytes, int]:
+    """The packed statuses at ``pos`` (enums under 128: a byte each)."""
+    if rows == 0:
+        return b"", pos
+    if blob[pos] != 0x12:
+        raise _Irregular
+    size, at = _varint(blob, pos + 1)
+    if size != rows or at + size > end:
+        raise _Irregular
+    return blob[at : at + size], at + size
+
+
+def _any_order(blob: bytes, pos: int, end: int, rows: int) -> tuple[Piece, bytes, Piece]:
+    """``_vector`` for any valid layout, field by field."""
+    values: list[bytes] = []
+    stamps: list[bytes] = []
+    statuses = bytearray()
+    for field, at, stop in _fields(blob, pos, end):
+        if field == 1:
+            values.append(blob[at:stop])
+        elif field == 2:  # packed enums below 128: a byte each; or one unpacked
+            statuses += blob[at:stop] if stop >= 0 else bytes([at])
+        elif field == 3:
+            stamps.append(blob[at:stop])
+    return values, bytes(statuses), stamps or [b""] * rows  # no event times: nulls
+
+
+def _fields(blob: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int]]:
+    """``(field, start, end)`` of each length-delimited field in ``blob[pos:end]``;
+    ``(field, value, -1)`` for a varint field (an unpacked enum)."""
+    while pos < end:
+        key = blob[pos]
+        pos += 1
+        if key & 0x80:
+            key, pos = _varint(blob, pos - 1)
+        if key & 7 == 0:
+            value, pos = _varint(blob, pos)
+            yield key >> 3, value, -1
+            continue
+        if key & 7 != 2:
+            raise ValueError(f"unexpected wire type {key & 7} in a response")
+        size = blob[pos]
+        pos += 1
+        if size & 0x80:
+            size, pos = _varint(blob, pos - 1)
+        yield key >> 3, pos, pos + size
+        pos += size
+    if pos != end:
+        raise ValueError("a truncated response")
+
+
+def _varint(blob: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = blob[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
 
 
 def columns_table(schema: LogSchema, columns: LogColumns) -> pa.Table:
@@ -138,13 +271,13 @@ def columns_table(schema: LogSchema, columns: LogColumns) -> pa.Table:
     out: dict[str, pa.Array] = {}
     for name, type_ in schema.keys:
         out[name] = pa.array(columns.keys[name], type=arrow_type(type_))
-    times = []  # per feature: its part's event times, decoded once per part
-    for stamp, size in zip(columns.stamps, columns.parts, strict=True):
-        times += [_event_times(_segments(stamp))] * size
-    flat = zip(schema.features, columns.values, columns.statuses, times, strict=True)
+    times: dict[tuple[bytes, bytes], pa.Array] = {}  # a view's features share event times
+    flat = zip(schema.features, columns.values, columns.statuses, columns.stamps, strict=True)
     for logged, raw, statuses, stamps in flat:
         out[logged.column] = decode_arrow(_segments(raw), logged.type, arrow_type(logged.type))
-        out[logged.timestamp_column] = stamps
+        if stamps not in times:
+            times[stamps] = _event_times(_segments(stamps))
+        out[logged.timestamp_column] = times[stamps]
         out[logged.status_column] = pa.array(
             np.frombuffer(statuses, dtype=np.uint8).astype(np.int32), type=pa.int32()
         )
@@ -174,13 +307,13 @@ def merge_columns(parts: Sequence[LogColumns]) -> LogColumns:
         logged_at=b"".join(part.logged_at for part in parts),
         request_ids=_flat(part.request_ids for part in parts),
         keys=keys,
-        stamps=[_concatenated(column) for column in zip(*(p.stamps for p in parts), strict=True)],
-        values=[_concatenated(column) for column in zip(*(p.values for p in parts), strict=True)],
+        stamps=[_merged(column) for column in zip(*(p.stamps for p in parts), strict=True)],
+        values=[_merged(column) for column in zip(*(p.values for p in parts), strict=True)],
         statuses=[b"".join(column) for column in zip(*(p.statuses for p in parts), strict=True)],
     )
 
 
-def _concatenated(joined: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+def _merged(joined: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
     return b"".join(data for data, _ in joined), b"".join(lengths for _, lengths in joined)
 
 
@@ -193,41 +326,24 @@ def _column(record: Sequence[Any], name: str) -> list[Any]:
     return values if values is not None else [None] * record[4]
 
 
-def _many(served: list[Served], counts: list[int]) -> list[Served]:
-    """Parts in the many-row form (one-row parts of lookups of one row made so)."""
-    return [
-        s if n != 1 else ([s[0]], [[v] for v in s[1]], [[v] for v in s[2]])
-        for s, n in zip(served, counts, strict=True)
-    ]
+def _joined(raw: list[bytes]) -> Run:
+    """Byte strings back to back, and their lengths."""
+    return b"".join(raw), np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
 
 
-def _joined(raw: list[bytes | None]) -> tuple[bytes, bytes]:
-    """Byte strings back to back, and their lengths (int64); ``None`` is ``b""``."""
-    try:
-        lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))  # type: ignore[arg-type]
-        return b"".join(raw), lengths.tobytes()  # type: ignore[arg-type]
-    except TypeError:  # a None among them
-        return _joined([r or b"" for r in raw])
+def _concatenated(pieces: list[Piece]) -> tuple[bytes, bytes]:
+    """Pieces one after the other: the bytes, and the lengths as int64 bytes."""
+    if all(isinstance(piece, list) for piece in pieces):  # walked: one join of all
+        data, lengths = _joined(_flat(pieces))
+        return data, lengths.tobytes()
+    runs = [_joined(p) if isinstance(p, list) else p for p in pieces]
+    return b"".join(r[0] for r in runs), np.concatenate([r[1] for r in runs]).tobytes()
 
 
 def _segments(joined: tuple[bytes, bytes]) -> Segments:
     return Segments(
         np.frombuffer(joined[0], dtype=np.uint8), np.frombuffer(joined[1], dtype=np.int64)
     )
-
-
-def _checked_parts(schema: LogSchema, records: Sequence[Sequence[Any]]) -> list[int]:
-    """The number of features of each part of a response, as the records have them;
-    ``ValueError`` naming the service when they do not add up to the log schema's."""
-    sizes = [len(part[1]) for part in records[0][6]]
-    for record in records:
-        if [len(part[1]) for part in record[6]] != sizes or sum(sizes) != len(schema.features):
-            raise ValueError(
-                f"a logged lookup of '{record[0]}' has "
-                f"{sum(len(part[1]) for part in record[6])} features in "
-                f"{len(record[6])} part(s); its log schema has {len(schema.features)}"
-            )
-    return sizes
 
 
 def _event_times(stamps: Segments) -> pa.Array:
