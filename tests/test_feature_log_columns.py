@@ -1,6 +1,6 @@
 """Logged lookups made into Feast's log rows: responses written by Feast's own protobuf
-classes, walked into columns (``log_columns``), merged batches of them, and one-row and
-many-row lookups mixed, give exactly the rows the lookups served."""
+classes, walked into columns (``log_columns``), one-row and many-row lookups mixed, give exactly
+the rows the lookups served."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from frost.codec import FeatureType, Scalar
 from frost.feature_log import LogRecord, LogSchema, log_table
-from frost.feature_log._records import columns_table, log_columns, merge_columns
+from frost.feature_log._records import log_columns
 from frost.feature_log._schema import LoggedFeature
 
 FeatureVector = GetOnlineFeaturesResponse.FeatureVector
@@ -113,17 +113,6 @@ def test_mixed_lookups_give_the_rows_they_served() -> None:
     logged = [r["__log_timestamp"] for r in got]
     assert logged[0] == datetime(2025, 12, 6, 5, 46, 40, 250_000, tzinfo=UTC)
     assert logged[1] == logged[3]
-
-
-def test_columns_merged_are_the_columns_of_all() -> None:
-    records = [_one(u, 1_765_000_000.0 + u, "FR", float(u)) for u in range(10)]
-    whole = columns_table(SCHEMA, log_columns(SCHEMA, records))
-    parts = [
-        log_columns(SCHEMA, records[:3]),
-        log_columns(SCHEMA, records[3:4]),
-        log_columns(SCHEMA, records[4:]),
-    ]
-    assert columns_table(SCHEMA, merge_columns(parts)).equals(whole)
 
 
 def test_a_lookup_with_another_shape_is_named() -> None:

@@ -35,7 +35,6 @@ __all__ = [
     "columns_table",
     "log_columns",
     "log_table",
-    "merge_columns",
 ]
 
 
@@ -57,13 +56,9 @@ class LogRecord(NamedTuple):
 
 
 class LogColumns(NamedTuple):
-    """The lookups of one feature service and client, column by column, in plain bytes,
-    numbers and strings (``log_columns``)."""
+    """Lookups of one feature service, column by column, in plain bytes, numbers and
+    strings (``log_columns``)."""
 
-    service: str
-    client: str
-    lookups: int
-    rows: int  # entity rows, over all lookups
     counts: bytes  # entity rows per lookup, int64
     logged_at: bytes  # request time per lookup, float64 epoch seconds
     request_ids: list[str]  # per lookup
@@ -76,17 +71,12 @@ class LogColumns(NamedTuple):
 def log_table(schema: LogSchema, records: Sequence[Sequence[Any]]) -> pa.Table:
     """Feast's log rows of ``records`` (all of ``schema``'s service), one per entity row.
     Records may be ``LogRecord`` or plain tuples of the same fields."""
-    by_client: dict[str, list[Sequence[Any]]] = {}
-    for record in records:
-        by_client.setdefault(record[2], []).append(record)
-    tables = [columns_table(schema, log_columns(schema, rs)) for rs in by_client.values()]
-    return pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+    return columns_table(schema, log_columns(schema, records))
 
 
 def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColumns:
-    """``records`` (of ``schema``'s service and one client, at least one) as columns;
+    """``records`` (of ``schema``'s service) as columns;
     ``ValueError`` naming the service for a response that is not one of its lookups."""
-    first = records[0]
     counts = [r[4] for r in records]
     keys = {name: _flat(_column(r, name) for r in records) for name, _ in schema.keys}
     width = len(schema.features)
@@ -108,10 +98,6 @@ def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColum
             statuses[position].append(status)
             stamps[position].append(stamp)
     return LogColumns(
-        service=first[0],
-        client=first[2],
-        lookups=len(records),
-        rows=sum(counts),
         counts=np.array(counts, dtype=np.int64).tobytes(),
         logged_at=np.array([r[3] for r in records], dtype=np.float64).tobytes(),
         request_ids=[r[1] for r in records],
@@ -292,29 +278,6 @@ def columns_table(schema: LogSchema, columns: LogColumns) -> pa.Table:
     )
     arrow = schema.arrow()
     return pa.Table.from_arrays([out[name] for name in arrow.names], schema=arrow)
-
-
-def merge_columns(parts: Sequence[LogColumns]) -> LogColumns:
-    """Columns of one feature service and client, one after the other, as one."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    keys = {name: _flat(part.keys[name] for part in parts) for name in first.keys}
-    return first._replace(
-        lookups=sum(part.lookups for part in parts),
-        rows=sum(part.rows for part in parts),
-        counts=b"".join(part.counts for part in parts),
-        logged_at=b"".join(part.logged_at for part in parts),
-        request_ids=_flat(part.request_ids for part in parts),
-        keys=keys,
-        stamps=[_merged(column) for column in zip(*(p.stamps for p in parts), strict=True)],
-        values=[_merged(column) for column in zip(*(p.values for p in parts), strict=True)],
-        statuses=[b"".join(column) for column in zip(*(p.statuses for p in parts), strict=True)],
-    )
-
-
-def _merged(joined: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
-    return b"".join(data for data, _ in joined), b"".join(lengths for _, lengths in joined)
 
 
 def _flat(lists: Iterable[Iterable[Any]]) -> list[Any]:

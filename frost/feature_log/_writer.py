@@ -6,10 +6,9 @@
     writer.close()                    # writes what is queued, closes the destination
 
 ``submit`` appends to an in-memory queue bounded by entity rows; a daemon thread wakes every
-``flush_seconds``, turns the queued records into Arrow tables (``log_columns``, then
-``columns_table``), one per feature service and client, and hands them to the destination:
-``ParquetFiles`` (below) or a Kafka topic (``KafkaTopic``), which ``frost log-sink`` writes
-to the same files.
+``flush_seconds``, turns the queued records into Arrow tables (``log_table``), one per
+feature service and client, and hands them to the destination: ``ParquetFiles`` (below) or
+a Kafka topic (``KafkaTopic``), which ``frost log-sink`` writes to the same files.
 
 When the destination is slow, the queue fills and records are dropped; when it fails, the
 batch is dropped: both are counted (``dropped``) and warned about at most every
@@ -27,13 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from frost.feature_log._files import ParquetFiles
-from frost.feature_log._records import (
-    LogColumns,
-    LogRecord,
-    columns_table,
-    log_columns,
-    merge_columns,
-)
+from frost.feature_log._records import LogRecord, log_table
 from frost.feature_log._schema import LogTarget
 
 __all__ = ["LogDestination", "LogQueue", "LogWriter", "Report", "WriterStats"]
@@ -185,37 +178,22 @@ class LogWriter:
         by_file: dict[tuple[str, str], tuple[LogTarget, list[Sequence[Any]]]] = {}
         for target, record in batch:
             by_file.setdefault((record[0], record[2]), (target, []))[1].append(record)
-        columns = []
-        for (service, _), (target, records) in by_file.items():
+        for (service, client), (target, records) in by_file.items():
             try:
-                columns.append((target, log_columns(target.schema, records)))
+                self.destination.write(
+                    target, client, log_table(target.schema, records), len(records)
+                )
             except Exception as exc:
-                self._failed(target, service, len(records), exc)
-        self.write_columns(columns)
-
-    def write_columns(self, batch: Sequence[tuple[LogTarget, LogColumns]]) -> None:
-        """``write_batch`` for lookups already in columns (``log_columns``), as the server
-        hands them to the writer process."""
-        by_file: dict[tuple[str, str], tuple[LogTarget, list[LogColumns]]] = {}
-        for target, columns in batch:
-            by_file.setdefault((columns.service, columns.client), (target, []))[1].append(columns)
-        for (service, client), (target, parts) in by_file.items():
-            lookups = sum(part.lookups for part in parts)
-            try:  # one table of all: a table's fixed costs are paid once a batch
-                table = columns_table(target.schema, merge_columns(parts))
-                self.destination.write(target, client, table, lookups)
-            except Exception as exc:
-                self._failed(target, service, lookups, exc)
+                self._outcome(service, "write_error", len(records))
+                self._warn(
+                    f"feature log of '{service}' at {target.path}: {type(exc).__name__}: {exc}"
+                )
+                self.destination.drop(service)
         try:
             self.destination.tick()
         except Exception as exc:
             self._warn(f"feature log: {type(exc).__name__}: {exc}")
         self._warn_drops()
-
-    def _failed(self, target: LogTarget, service: str, lookups: int, exc: Exception) -> None:
-        self._outcome(service, "write_error", lookups)
-        self._warn(f"feature log of '{service}' at {target.path}: {type(exc).__name__}: {exc}")
-        self.destination.drop(service)
 
     def _run(self) -> None:
         while not self._stop.is_set():
