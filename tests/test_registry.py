@@ -108,6 +108,11 @@ def _spec_bytes(repo: FeatureRepo, name: str) -> bytes:
     registry = Registry.FromString((repo.path / "data" / "registry.db").read_bytes())
     views = [*registry.feature_views, *registry.stream_feature_views]
     (view,) = [v for v in views if v.spec.name == name]
+    # Feast's own rewrite of a stream view orders its features as a set iterates (by the
+    # process's hash seed: PYTHONHASHSEED=3 reorders user_session_live's): compared by name
+    features = sorted(view.spec.features, key=lambda f: f.name)
+    del view.spec.features[:]
+    view.spec.features.extend(features)
     return view.spec.SerializeToString(deterministic=True)
 
 

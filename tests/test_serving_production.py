@@ -292,11 +292,17 @@ def test_limits_hold_their_rates_across_workers(
             load.wait_for(200)
         codes = {code for _, _, code in load.outcomes}
         assert codes == {"OK", "RESOURCE_EXHAUSTED"}, codes
-        usage = subprocess.run(
-            [sys.executable, "-m", "frost", "usage", "--metrics",
-             f"http://127.0.0.1:{server.metrics_port}/metrics"],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+        # the workers move their counts into the metrics once a second: polled
+        deadline = time.monotonic() + 15
+        while True:
+            usage = subprocess.run(
+                [sys.executable, "-m", "frost", "usage", "--metrics",
+                 f"http://127.0.0.1:{server.metrics_port}/metrics"],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout  # fmt: skip
+            if "max_concurrent_requests" in usage or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert "ranking" in usage and "requests_per_second" in usage, usage
         assert "max_concurrent_requests" in usage, usage
 
