@@ -215,21 +215,34 @@ class _Worker:
             await asyncio.sleep(0.05)
 
     def _reload(self, server: Any) -> None:
-        try:
-            new = self.source.load()
-        except FrostError as exc:
-            log.error("config reload rejected, the settings in use are kept: %s", exc)
+        reloaded = _reloaded(self.source, server.settings)
+        if reloaded is None:
             return
-        changed = server.settings.restart_only_changes(new)
-        if changed:
-            log.warning(
-                "config reload: %s changed and apply(ies) only after a (rolling) restart",
-                ", ".join(changed),
-            )
+        new, _ = reloaded
         server.apply(new)
         log.info(
             "config reloaded: %d client(s)%s", len(new.clients), ", anonymous" * bool(new.anonymous)
         )
+
+
+def _reloaded(
+    source: SettingsSource, current: ServeSettings
+) -> tuple[ServeSettings, list[str]] | None:
+    """The settings a reload brings and those of their changes that wait for a (rolling)
+    restart; ``None`` when the new config does not load (logged: the settings in use are
+    kept)."""
+    try:
+        new = source.load()
+    except FrostError as exc:
+        log.error("config reload rejected, the settings in use are kept: %s", exc)
+        return None
+    changed = current.restart_only_changes(new)
+    if changed:
+        log.warning(
+            "config reload: %s changed and apply(ies) only after a (rolling) restart",
+            ", ".join(changed),
+        )
+    return new, changed
 
 
 def _settle_heap() -> None:
@@ -352,16 +365,10 @@ class _Supervisor:
                 self._start(slot, self.settings)
 
     def _reload(self) -> None:
-        try:
-            new = self.source.load()
-        except FrostError as exc:
-            log.error("config reload rejected, the settings in use are kept: %s", exc)
+        reloaded = _reloaded(self.source, self.settings)
+        if reloaded is None:
             return
-        changed = self.settings.restart_only_changes(new)
-        if changed:
-            log.warning(
-                "config reload: %s changed and apply(ies) only after a restart", ", ".join(changed)
-            )
+        new, changed = reloaded
         self.settings = _keep(self.settings, new, changed)
         for entry in self.slots.values():
             if entry.process.is_alive() and entry.process.pid is not None:
