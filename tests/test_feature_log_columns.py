@@ -128,8 +128,8 @@ def test_a_lookup_with_another_shape_is_named() -> None:
 
 @pytest.mark.parametrize("rows", [1, 3, 8, 20])
 def test_responses_are_read_as_protobuf_reads_them(rows: int) -> None:
-    """Values of one size (sliced at a stride), of many sizes (walked; some longer than
-    127 bytes), nulls, shared and unshared event times, every status."""
+    """Values of one size and of many sizes (some longer than 127 bytes), nulls, shared
+    and unshared event times, every status."""
     rng = random.Random(rows)
     users = list(range(rows))
     countries = [

@@ -193,11 +193,14 @@ def _leading_varints(
     steps = np.arange(_MAX_VARINT)
     index = starts[:, None] + steps[None, :]
     inside = index < ends[:, None]
-    data = np.where(inside, blob[np.minimum(index, len(blob) - 1)], 0x80).astype(np.uint64)
-    final = data < 0x80
+    raw = np.where(inside, blob[np.minimum(index, len(blob) - 1)], 0x80)
+    final = raw < 0x80
     if not final.any(axis=1).all():
         return None, starts
     stop = final.argmax(axis=1)
+    width = int(stop.max()) + 1 if len(stop) else 1  # 64-bit work: the bytes used only
+    steps = steps[:width]
+    data = raw[:, :width].astype(np.uint64)
     shifts = (steps * 7).astype(np.uint64)
     used = steps[None, :] <= stop[:, None]
     parts = np.where(used, (data & np.uint64(0x7F)) << shifts[None, :], np.uint64(0))

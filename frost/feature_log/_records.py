@@ -2,10 +2,11 @@
 
 On the request path the server keeps only what it already has: the entity and request
 columns and the serialized response it sends (``LogRecord``), so logging costs a request
-no work per value. Off the request path, the writer walks the responses' FeatureVectors
-(Feast's wire format: what was served is what is logged) into ``LogColumns``: per logged
-feature, its values back to back with their lengths, its statuses as bytes and its event
-times; then into Feast's log columns (``columns_table``), one vectorized decode per feature.
+no work per value. Off the request path, the writer reads the responses' FeatureVectors
+(Feast's wire format: what was served is what is logged) with protobuf's parser, each
+``Value`` and event time kept as its bytes, into ``LogColumns``: per logged feature, its
+values back to back with their lengths, its statuses as bytes and its event times; then
+into Feast's log columns (``columns_table``), one vectorized decode per feature.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from frost.codec import Segments, decode_arrow, parse_timestamp, timestamp_seconds_column
 from frost.feature_log._schema import (
@@ -80,175 +82,72 @@ def log_columns(schema: LogSchema, records: Sequence[Sequence[Any]]) -> LogColum
     counts = [r[4] for r in records]
     keys = {name: _flat(_column(r, name) for r in records) for name, _ in schema.keys}
     width = len(schema.features)
-    values: list[list[Piece]] = [[] for _ in range(width)]
+    values: list[list[bytes]] = [[] for _ in range(width)]
     statuses: list[list[bytes]] = [[] for _ in range(width)]
-    stamps: list[list[Piece]] = [[] for _ in range(width)]
+    stamps: list[list[bytes]] = [[] for _ in range(width)]
     for record in records:
         rows = record[4]
-        found, served = _feature_vectors(record[6], rows, width)
-        if found < width or any(
-            _rows(v) != rows or len(f) != rows or _rows(t) != rows for v, f, t in served
+        try:
+            results = _RawResponse.FromString(record[6]).results
+        except DecodeError as exc:
+            raise ValueError(f"a logged lookup of '{record[0]}' ({record[1]}): {exc}") from None
+        served = results[len(results) - width :] if width else []
+        if len(results) < width or any(
+            len(v.values) != rows
+            or len(v.statuses) != rows
+            or len(v.event_timestamps) not in {0, rows}
+            for v in served
         ):
             raise ValueError(
-                f"a logged lookup of '{record[0]}' ({record[1]}) has {found} feature "
+                f"a logged lookup of '{record[0]}' ({record[1]}) has {len(results)} feature "
                 f"vectors for {rows} row(s); its log schema has {width} features"
             )
-        for position, (value, status, stamp) in enumerate(served):
-            values[position].append(value)
-            statuses[position].append(status)
-            stamps[position].append(stamp)
+        for position, vector in enumerate(served):
+            values[position] += vector.values
+            statuses[position].append(vector.statuses)
+            stamps[position] += vector.event_timestamps or [b""] * rows  # none: nulls
     return LogColumns(
         counts=np.array(counts, dtype=np.int64).tobytes(),
         logged_at=np.array([r[3] for r in records], dtype=np.float64).tobytes(),
         request_ids=[r[1] for r in records],
         keys=keys,
-        values=[_concatenated(column) for column in values],
+        values=[_joined(column) for column in values],
         statuses=[b"".join(column) for column in statuses],
-        stamps=[_concatenated(column) for column in stamps],
+        stamps=[_joined(column) for column in stamps],
     )
 
 
-# Byte strings back to back, and their lengths.
-Run = tuple[bytes, npt.NDArray[np.int64]]
-# A FeatureVector's values or event times: one byte string per row, or a run of them.
-Piece = list[bytes] | Run
+def _raw_response_class() -> Any:
+    """A message with the wire layout of ``GetOnlineFeaturesResponse`` whose FeatureVectors
+    keep their values and event times as the bytes they were sent as, and their statuses
+    as the packed bytes (one byte each: the statuses are below 128). Protobuf's own parser
+    reads it, with no Python object per ``Value``."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="frost_feature_log_raw.proto", package="frost.feature_log", syntax="proto3"
+    )
+    field = descriptor_pb2.FieldDescriptorProto
+    vector = file.message_type.add(name="RawFeatureVector")
+    for name, number, label in (
+        ("values", 1, field.LABEL_REPEATED),
+        ("statuses", 2, field.LABEL_OPTIONAL),
+        ("event_timestamps", 3, field.LABEL_REPEATED),
+    ):
+        vector.field.add(name=name, number=number, type=field.TYPE_BYTES, label=label)
+    file.message_type.add(name="RawResponse").field.add(
+        name="results",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".frost.feature_log.RawFeatureVector",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("frost.feature_log.RawResponse")
+    )
 
 
-def _rows(piece: Piece) -> int:
-    return len(piece) if isinstance(piece, list) else len(piece[1])
-
-
-def _feature_vectors(
-    response: bytes, rows: int, last: int
-) -> tuple[int, list[tuple[Piece, bytes, Piece]]]:
-    """The last ``last`` ``results`` of a serialized ``GetOnlineFeaturesResponse`` of
-    ``rows`` entity rows (the features, after the entity columns echoed), and how many it
-    has: per FeatureVector its ``Value`` bytes, statuses (one byte each) and ``Timestamp``
-    bytes. The features of one view share their event times: parsed once."""
-    seen: dict[bytes, Run] = {}
-    results = [
-        (start, end) for field, start, end in _fields(response, 0, len(response)) if field == 2
-    ]
-    wanted = results[len(results) - last :] if last else []
-    return len(results), [_vector(response, start, end, rows, seen) for start, end in wanted]
-
-
-class _Irregular(Exception):
-    """A FeatureVector not laid out as Frost and Feast write them: parsed field by field."""
-
-
-def _vector(blob: bytes, start: int, end: int, rows: int, seen: dict[bytes, Run]) -> Any:
-    """One FeatureVector. Of many rows, laid out as values, statuses, event times (as
-    protobuf writers do): each run of entries sliced at a fixed stride when its entries
-    are all of one size (checked with NumPy), else walked entry by entry."""
-    if rows < _STRIDED:  # a few entries: walked at once
-        return _any_order(blob, start, end, rows)
-    try:
-        values, pos = _run(blob, start, end, 0x0A, rows)
-        statuses, pos = _statuses(blob, pos, end, rows)
-        region = blob[pos:end]
-        stamps = seen.get(region)
-        if stamps is None:
-            nulls = (b"", np.zeros(rows, dtype=np.int64))  # no event times
-            stamps, stop = _run(blob, pos, end, 0x1A, rows) if pos < end else (nulls, end)
-            if stop != end:
-                raise _Irregular
-            seen[region] = stamps
-    except (_Irregular, IndexError):
-        return _any_order(blob, start, end, rows)
-    return values, statuses, stamps
-
-
-_EMPTY: Run = (b"", np.zeros(0, dtype=np.int64))
-_STRIDED = 8  # rows from which a run is first tried at a fixed stride
-
-
-def _run(blob: bytes, pos: int, end: int, key: int, rows: int) -> tuple[Run, int]:
-    """``rows`` consecutive length-delimited entries of ``key`` at ``pos``; where they end."""
-    if rows == 0:
-        return _EMPTY, pos
-    size = blob[pos + 1]
-    if rows >= _STRIDED and blob[pos] == key and size < 0x80:
-        stride = size + 2
-        stop = pos + rows * stride
-        if stop <= end and (stop == end or blob[stop] != key):
-            grid = np.frombuffer(blob, np.uint8, rows * stride, pos).reshape(rows, stride)
-            if (grid[:, 0] == key).all() and (grid[:, 1] == size).all():
-                return (grid[:, 2:].tobytes(), np.full(rows, size, dtype=np.int64)), stop
-    items = []
-    for _ in range(rows):
-        if blob[pos] != key:
-            raise _Irregular
-        size, at = blob[pos + 1], pos + 2
-        if size & 0x80:
-            size, at = _varint(blob, pos + 1)
-        pos = at + size
-        items.append(blob[at:pos])
-    if pos > end:
-        raise _Irregular
-    return (b"".join(items), np.fromiter(map(len, items), np.int64, rows)), pos
-
-
-def _statuses(blob: bytes, pos: int, end: int, rows: int) -> tuple[bytes, int]:
-    """The packed statuses at ``pos`` (enums under 128: a byte each)."""
-    if rows == 0:
-        return b"", pos
-    if blob[pos] != 0x12:
-        raise _Irregular
-    size, at = _varint(blob, pos + 1)
-    if size != rows or at + size > end:
-        raise _Irregular
-    return blob[at : at + size], at + size
-
-
-def _any_order(blob: bytes, pos: int, end: int, rows: int) -> tuple[Piece, bytes, Piece]:
-    """``_vector`` for any valid layout, field by field."""
-    values: list[bytes] = []
-    stamps: list[bytes] = []
-    statuses = bytearray()
-    for field, at, stop in _fields(blob, pos, end):
-        if field == 1:
-            values.append(blob[at:stop])
-        elif field == 2:  # packed enums below 128: a byte each; or one unpacked
-            statuses += blob[at:stop] if stop >= 0 else bytes([at])
-        elif field == 3:
-            stamps.append(blob[at:stop])
-    return values, bytes(statuses), stamps or [b""] * rows  # no event times: nulls
-
-
-def _fields(blob: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int]]:
-    """``(field, start, end)`` of each length-delimited field in ``blob[pos:end]``;
-    ``(field, value, -1)`` for a varint field (an unpacked enum)."""
-    while pos < end:
-        key = blob[pos]
-        pos += 1
-        if key & 0x80:
-            key, pos = _varint(blob, pos - 1)
-        if key & 7 == 0:
-            value, pos = _varint(blob, pos)
-            yield key >> 3, value, -1
-            continue
-        if key & 7 != 2:
-            raise ValueError(f"unexpected wire type {key & 7} in a response")
-        size = blob[pos]
-        pos += 1
-        if size & 0x80:
-            size, pos = _varint(blob, pos - 1)
-        yield key >> 3, pos, pos + size
-        pos += size
-    if pos != end:
-        raise ValueError("a truncated response")
-
-
-def _varint(blob: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = blob[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
+_RawResponse = _raw_response_class()
 
 
 def columns_table(schema: LogSchema, columns: LogColumns) -> pa.Table:
@@ -289,18 +188,10 @@ def _column(record: Sequence[Any], name: str) -> list[Any]:
     return values if values is not None else [None] * record[4]
 
 
-def _joined(raw: list[bytes]) -> Run:
-    """Byte strings back to back, and their lengths."""
-    return b"".join(raw), np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
-
-
-def _concatenated(pieces: list[Piece]) -> tuple[bytes, bytes]:
-    """Pieces one after the other: the bytes, and the lengths as int64 bytes."""
-    if all(isinstance(piece, list) for piece in pieces):  # walked: one join of all
-        data, lengths = _joined(_flat(pieces))
-        return data, lengths.tobytes()
-    runs = [_joined(p) if isinstance(p, list) else p for p in pieces]
-    return b"".join(r[0] for r in runs), np.concatenate([r[1] for r in runs]).tobytes()
+def _joined(raw: list[bytes]) -> tuple[bytes, bytes]:
+    """Byte strings back to back, and their lengths as int64 bytes."""
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    return b"".join(raw), lengths.tobytes()
 
 
 def _segments(joined: tuple[bytes, bytes]) -> Segments:
