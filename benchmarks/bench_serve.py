@@ -373,12 +373,20 @@ def start_feast_serve(repo: Path, port: int, max_requests: int) -> Server:
     return server.start(lambda: http_ok(f"http://127.0.0.1:{port}/health"))
 
 
+# h2load does not reconnect after the GOAWAY that ends a connection's age (gRPC clients
+# do, and lose no call): it counts the requests it can no longer send as failed. The
+# benchmark's connections live for the whole run.
+FROST_CONNECTION_AGE_SECONDS = 3600
+
+
 def start_frost_serve(repo: Path, port: int) -> Server:
     # --repo before the subcommand is Frost's global option; FROST_REPO and the working
     # directory point at the same repo in case `serve` declares its own --repo.
+    config = repo.parent / "frost-serve.yaml"
+    config.write_text(f"max_connection_age_seconds: {FROST_CONNECTION_AGE_SECONDS}\n")
     command = [
-        str(BIN / "frost"), "--repo", str(repo), "serve", "--port", str(port),
-        "--workers", "1", "--metrics-port", "0",
+        str(BIN / "frost"), "--repo", str(repo), "serve", "--config", str(config),
+        "--port", str(port), "--workers", "1", "--metrics-port", "0",
     ]  # fmt: skip
     server = Server("frost serve", command, repo, repo.parent / "frost-serve.log")
     return server.start(lambda: grpc_serving(f"127.0.0.1:{port}"))
@@ -836,7 +844,9 @@ def print_header(args: argparse.Namespace, machine: str) -> None:
           "requests started on a schedule: h2load --rps), send to last byte; the paced raw "
           "floor runs at the same rate; 'back to back' rows send the next request when the "
           "last one is answered. feast serve runs with "
-          f"--max-requests {args.feast_max_requests}.")  # fmt: skip
+          f"--max-requests {args.feast_max_requests}; frost serve with "
+          f"max_connection_age_seconds: {FROST_CONNECTION_AGE_SECONDS} (h2load does not "
+          "reconnect after the GOAWAY that ends a connection's age; gRPC clients do).")  # fmt: skip
     print("- h2load replays one body per server and batch size (the same entities each time); "
           "one request per server was checked first: Frost's values equal the SDK's byte for "
           "byte, feast serve returns every feature PRESENT. Every h2load response was checked "
