@@ -14,14 +14,24 @@ forever, and nothing is taken from one bucket when another refuses.
 
 In-flight counts are kept per worker slot, so a worker that is killed mid-request leaves
 counts that the supervisor clears (``clear_slot``) before the slot is used again.
+
+The lock across workers is an ``flock`` on a file of the supervisor's, not a
+multiprocessing lock: the kernel releases it when its holder dies, so a worker killed
+while it holds the lock (SIGKILL, the OOM killer) cannot leave the others and the
+supervisor waiting for ever. What that worker was writing may be left half done: at worst
+one bucket's level or refill time is stale, which the next refill corrects.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
 import threading
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from frost.serving._config import ClientSpec, Limits
@@ -31,6 +41,47 @@ __all__ = ["MAX_WORKER_SLOTS", "LimitState", "Limiter", "Refusal", "Ticket"]
 _BUCKETS = 8192
 _KEYS = 2048
 MAX_WORKER_SLOTS = 64
+
+
+class _FileLock:
+    """A lock across processes that dies with its holder (``flock`` on ``path``) and
+    across the threads of one process (a thread lock: ``flock`` is per open file, which
+    the threads of a process share)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._threads = threading.Lock()
+
+    def __getstate__(self) -> str:
+        return self.path  # a worker opens the file itself
+
+    def __setstate__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._threads = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_RDWR)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def remove(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        Path(self.path).unlink(missing_ok=True)
 
 
 class LimitState:
@@ -55,12 +106,19 @@ class LimitState:
                 threading.Lock(),
                 slots,
             )
+        fd, path = tempfile.mkstemp(prefix="frost-limits-", suffix=".lock")
+        os.close(fd)
         return cls(
             context.RawArray("d", 2 * _BUCKETS),
             context.RawArray("q", MAX_WORKER_SLOTS * _KEYS),
-            context.Lock(),
+            _FileLock(path),
             min(slots, MAX_WORKER_SLOTS),
         )
+
+    def remove(self) -> None:
+        """Delete the lock file (the server is stopping; its workers are gone)."""
+        if isinstance(self.lock, _FileLock):
+            self.lock.remove()
 
     def clear_slot(self, slot: int) -> None:
         """Forget the in-flight counts of a worker that is gone."""

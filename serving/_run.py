@@ -284,6 +284,7 @@ class _Supervisor:
     claim: PortClaim
     slots: dict[int, _Slot] = field(default_factory=dict)
     flags: set[int] = field(default_factory=set)
+    quick_deaths: int = 0  # deaths in a row, each soon after its worker started
 
     def __post_init__(self) -> None:
         self.context = mp.get_context("spawn")
@@ -301,11 +302,12 @@ class _Supervisor:
             _start_metrics(self.settings.metrics_port, None)
             for slot in range(self.settings.workers):
                 self._start(slot, self.settings)
-            self._wait_ready(list(self.slots), what="start")
+            self._wait_all_ready()
             ready()
             self._watch()
         finally:
             self._stop_all()
+            self.limits.remove()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -322,21 +324,36 @@ class _Supervisor:
         process.start()
         self.slots[slot] = _Slot(process, time.monotonic(), ready)
 
-    def _wait_ready(self, slots: list[int], what: str) -> None:
+    def _wait_ready(self, slot: int) -> None:
+        """Wait until the new worker of a rolling restart serves; ``ServiceStartError``
+        when it dies or takes too long (the old workers keep serving)."""
         deadline = time.monotonic() + _READY_TIMEOUT
-        for slot in slots:
-            entry = self.slots[slot]
-            while not entry.ready.wait(0.2):
-                if not entry.process.is_alive() or time.monotonic() > deadline:
-                    raise ServiceStartError(
-                        f"frost serve worker {slot} did not {what} (exit code "
-                        f"{entry.process.exitcode}); see its log above"
-                    )
-                if signal.SIGTERM in self.flags or signal.SIGINT in self.flags:
-                    raise ServiceStartError(f"frost serve stopped during worker {what}")
+        entry = self.slots[slot]
+        while not entry.ready.wait(0.2):
+            if not entry.process.is_alive() or time.monotonic() > deadline:
+                raise ServiceStartError(
+                    f"frost serve worker {slot} did not start in the rolling restart (exit "
+                    f"code {entry.process.exitcode}); see its log above"
+                )
+            if signal.SIGTERM in self.flags or signal.SIGINT in self.flags:
+                raise ServiceStartError("frost serve stopped during a rolling restart")
+
+    def _wait_all_ready(self) -> None:
+        """Wait until every worker serves (some may already answer calls meanwhile); one
+        that dies on the way is replaced, as it would be later."""
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while not all(entry.ready.is_set() for entry in self.slots.values()):
+            if self.flags & {signal.SIGTERM, signal.SIGINT}:
+                raise ServiceStartError("frost serve stopped during worker start")
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    f"frost serve workers did not start within {_READY_TIMEOUT:.0f} s; see "
+                    "their log above"
+                )
+            self._replace_dead()
+            time.sleep(0.2)
 
     def _watch(self) -> None:
-        quick_deaths = 0
         while True:
             time.sleep(0.2)
             if self.flags & {signal.SIGTERM, signal.SIGINT}:
@@ -347,22 +364,26 @@ class _Supervisor:
             if signal.SIGUSR2 in self.flags:
                 self.flags.discard(signal.SIGUSR2)
                 self._roll()
-            for slot, entry in list(self.slots.items()):
-                if entry.process.is_alive():
-                    continue
-                _mark_dead(entry.process.pid)
-                del self.slots[slot]
-                quick = time.monotonic() - entry.started < _RESTART_WINDOW
-                quick_deaths = quick_deaths + 1 if quick else 0
-                if quick_deaths >= _MAX_QUICK_DEATHS:
-                    raise ServiceStartError(
-                        f"frost serve worker {slot} exited {_MAX_QUICK_DEATHS} times right after "
-                        f"starting (last exit code {entry.process.exitcode}); see its log above"
-                    )
-                log.warning(
-                    "worker %d exited (code %s), restarting it", slot, entry.process.exitcode
+            self._replace_dead()
+
+    def _replace_dead(self) -> None:
+        """Start a new worker in the place of each one that died; a crash loop
+        (``_MAX_QUICK_DEATHS`` deaths in a row, each soon after its start) stops the
+        server."""
+        for slot, entry in list(self.slots.items()):
+            if entry.process.is_alive():
+                continue
+            _mark_dead(entry.process.pid)
+            del self.slots[slot]
+            quick = time.monotonic() - entry.started < _RESTART_WINDOW
+            self.quick_deaths = self.quick_deaths + 1 if quick else 0
+            if self.quick_deaths >= _MAX_QUICK_DEATHS:
+                raise ServiceStartError(
+                    f"frost serve worker {slot} exited {_MAX_QUICK_DEATHS} times right after "
+                    f"starting (last exit code {entry.process.exitcode}); see its log above"
                 )
-                self._start(slot, self.settings)
+            log.warning("worker %d exited (code %s), restarting it", slot, entry.process.exitcode)
+            self._start(slot, self.settings)
 
     def _reload(self) -> None:
         reloaded = _reloaded(self.source, self.settings)
@@ -388,7 +409,7 @@ class _Supervisor:
             free = next(s for s in range(self.limits.slots) if s not in self.slots)
             self._start(free, settings)
             try:
-                self._wait_ready([free], what="start in the rolling restart")
+                self._wait_ready(free)
             except ServiceStartError as exc:
                 log.error("rolling restart stopped, the old workers keep serving: %s", exc)
                 self._terminate([free])

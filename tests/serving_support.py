@@ -84,6 +84,12 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> Server:
+        self.launch()
+        self.wait_serving(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process and return at once."""
         command = [
             sys.executable, "-m", "frost", "--repo", str(self.repo.path), "serve",
             "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.args,
@@ -94,8 +100,20 @@ class Server:
             command += ["--config", str(config_path)]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        """Until health says SERVING and the server says it serves: one worker answering
+        is not the whole server, which says so once every worker serves."""
+        deadline = time.monotonic() + timeout
         self.wait_health("SERVING", timeout)
-        return self
+        while "frost serve:" not in self.log.read_text():
+            if (
+                time.monotonic() > deadline
+                or self.process is None
+                or self.process.poll() is not None
+            ):
+                raise AssertionError(f"frost serve never said it serves:\n{self.log_tail()}")
+            time.sleep(0.1)
 
     def wait_health(self, wanted: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

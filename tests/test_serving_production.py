@@ -5,10 +5,12 @@ request of a client that retries on UNAVAILABLE (gRPC's standard retry policy)."
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
 
 from frost.repo import FeatureRepo
 from frost.services import RedisServer, free_port
+from frost.serving._limits import LimitState
 from tests.serving_support import (
     Load,
     Server,
@@ -166,7 +169,7 @@ def test_an_oversized_request_is_refused_at_once_and_delays_no_one(
             # one worker: a rolling restart is refused with a line, and serving goes on
             assert server.process is not None
             server.process.send_signal(signal.SIGUSR2)
-            _wait(lambda: "needs --workers 2" in server.log_tail(), 10, "no SIGUSR2 line")
+            _wait(lambda: "needs --workers 2" in server.log_tail(), 10, "no SIGUSR2 line", server)
             client.GetOnlineFeatures(small, timeout=5)
 
 
@@ -307,6 +310,32 @@ def test_limits_hold_their_rates_across_workers(
         assert "max_concurrent_requests" in usage, usage
 
 
+def _hold(state: LimitState, held: Any) -> None:
+    """A stand-in worker that takes the limits lock and keeps it until it is killed."""
+    with state.lock:
+        held.set()
+        time.sleep(600)
+
+
+def test_a_worker_killed_holding_the_limits_lock_blocks_no_one() -> None:
+    context = multiprocessing.get_context("spawn")
+    state = LimitState.create(context, 2)
+    held = context.Event()
+    holder = context.Process(target=_hold, args=(state, held))
+    holder.start()
+    taken = threading.Event()
+    try:
+        assert held.wait(60), "the holder never took the lock"
+        threading.Thread(target=lambda: (state.clear_slot(1), taken.set()), daemon=True).start()
+        assert not taken.wait(0.5), "the lock excluded no one"
+        os.kill(holder.pid, signal.SIGKILL)  # as the OOM killer would, mid-request
+        assert taken.wait(10), "the lock outlived its holder: every worker would wait for ever"
+    finally:
+        holder.kill()
+        holder.join()
+        state.remove()
+
+
 def test_a_limited_client_does_not_slow_another(
     repo: FeatureRepo, users: list[int], tmp_path: Path
 ) -> None:
@@ -351,10 +380,12 @@ def _workers(server: Server) -> set[int]:
     return found
 
 
-def _wait(condition: Any, timeout: float, what: str) -> None:
+def _wait(condition: Any, timeout: float, what: str, server: Server | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, what
+        if time.monotonic() > deadline:
+            tail = "" if server is None else f"; workers {_workers(server)}\n{server.log_tail()}"
+            raise AssertionError(f"{what}{tail}")
         time.sleep(0.1)
 
 
@@ -389,10 +420,15 @@ def test_sighup_reloads_tokens_and_keeps_the_old_settings_on_a_bad_file(
                 client.GetOnlineFeatures(message, timeout=5, metadata=newcomer)
             config.write_text(yaml.safe_dump({"clients": [*clients[:1], new_client]}))
             server.process.send_signal(signal.SIGHUP)
-            _wait(lambda: _answers(client, message, newcomer), 20, "the new token never worked")
+            _wait(
+                lambda: _answers(client, message, newcomer),
+                20,
+                "the new token never worked",
+                server,
+            )
             config.write_text("clients: [{name: broken, token: short, services: []}]")
             server.process.send_signal(signal.SIGHUP)
-            _wait(lambda: "config reload rejected" in server.log_tail(), 20, "no rejection")
+            _wait(lambda: "config reload rejected" in server.log_tail(), 20, "no rejection", server)
             assert _answers(client, message, newcomer)  # the settings in use were kept
             load.wait_for(len(load.outcomes) + 100)
         assert load.failures() == [], load.failures()[:5]
@@ -407,23 +443,47 @@ def _answers(client: Any, message: Any, metadata: Any) -> bool:
     return True
 
 
-def test_workers_killed_or_rolled_lose_no_request(repo: FeatureRepo, users: list[int]) -> None:
+def _restarts(server: Server) -> int:
+    return server.log.read_text().count("exited (code -9), restarting it")
+
+
+def test_workers_killed_at_start_or_later_or_rolled_lose_no_request(
+    repo: FeatureRepo, users: list[int]
+) -> None:
     message = request("churn_prediction", {"user_id": users[:5]})
     config = {"drain_seconds": 0.5, "max_connection_age_seconds": 2}
-    with _serve(repo, "--workers", "2", **config) as server:
-        assert server.process is not None
+    server = _serve(repo, "--workers", "2", **config)
+    server.launch()
+    try:
+        _wait(lambda: len(_workers(server)) == 2, 60, "no workers", server)
+        killed = min(_workers(server))
+        os.kill(killed, signal.SIGKILL)  # before it serves (the OOM killer at start, say)
+        server.wait_serving()
         first = _workers(server)
-        assert len(first) == 2
+        assert len(first) == 2 and killed not in first and _restarts(server) == 1, first
         with Load(server.target, message, threads=4) as load:
             load.wait_for(100)
             os.kill(min(first), signal.SIGKILL)  # one worker dies; the other keeps serving
-            _wait(lambda: len(_workers(server) - first) == 1, 90, "the worker was not replaced")
-            _wait(lambda: "worker" in server.log_tail(), 5, "no restart line")
+            _wait(
+                lambda: len(_workers(server) - first) == 1,
+                90,
+                f"the worker was not replaced (first {first})",
+                server,
+            )
+            _wait(lambda: _restarts(server) == 2, 5, "no restart line", server)
             second = _workers(server)
+            assert server.process is not None
             server.process.send_signal(signal.SIGUSR2)  # a rolling restart under load
-            _wait(lambda: "rolling restart done" in server.log_tail(), 180, "no rolling restart")
+            _wait(
+                lambda: "rolling restart done" in server.log_tail(),
+                180,
+                "no rolling restart",
+                server,
+            )
             third = _workers(server)
             assert len(third) == 2 and not third & second, (second, third)
             done = len(load.outcomes)
             load.wait_for(done + 100)
         assert load.failures() == [], load.failures()[:5]
+    finally:
+        server.stop()
