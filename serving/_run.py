@@ -302,7 +302,7 @@ class _Supervisor:
             _start_metrics(self.settings.metrics_port, None)
             for slot in range(self.settings.workers):
                 self._start(slot, self.settings)
-            self._wait_all_ready()
+            self._wait_ready()
             ready()
             self._watch()
         finally:
@@ -324,33 +324,27 @@ class _Supervisor:
         process.start()
         self.slots[slot] = _Slot(process, time.monotonic(), ready)
 
-    def _wait_ready(self, slot: int) -> None:
-        """Wait until the new worker of a rolling restart serves; ``ServiceStartError``
-        when it dies or takes too long (the old workers keep serving)."""
+    def _wait_ready(self, new: int | None = None) -> None:
+        """Wait until every worker serves (some may answer calls meanwhile), one that dies
+        on the way replaced as it would be later; or, with ``new``, until that new worker
+        of a rolling restart serves: ``ServiceStartError`` if it dies (the old workers keep
+        serving)."""
         deadline = time.monotonic() + _READY_TIMEOUT
-        entry = self.slots[slot]
-        while not entry.ready.wait(0.2):
-            if not entry.process.is_alive() or time.monotonic() > deadline:
-                raise ServiceStartError(
-                    f"frost serve worker {slot} did not start in the rolling restart (exit "
-                    f"code {entry.process.exitcode}); see its log above"
-                )
-            if signal.SIGTERM in self.flags or signal.SIGINT in self.flags:
-                raise ServiceStartError("frost serve stopped during a rolling restart")
-
-    def _wait_all_ready(self) -> None:
-        """Wait until every worker serves (some may already answer calls meanwhile); one
-        that dies on the way is replaced, as it would be later."""
-        deadline = time.monotonic() + _READY_TIMEOUT
-        while not all(entry.ready.is_set() for entry in self.slots.values()):
+        while not all(self.slots[s].ready.is_set() for s in (self.slots if new is None else [new])):
             if self.flags & {signal.SIGTERM, signal.SIGINT}:
-                raise ServiceStartError("frost serve stopped during worker start")
+                raise ServiceStartError("frost serve stopped while workers were starting")
             if time.monotonic() > deadline:
                 raise ServiceStartError(
                     f"frost serve workers did not start within {_READY_TIMEOUT:.0f} s; see "
                     "their log above"
                 )
-            self._replace_dead()
+            if new is None:
+                self._replace_dead()
+            elif not self.slots[new].process.is_alive():
+                raise ServiceStartError(
+                    f"frost serve worker {new} did not start in the rolling restart (exit "
+                    f"code {self.slots[new].process.exitcode}); see its log above"
+                )
             time.sleep(0.2)
 
     def _watch(self) -> None:
