@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import redis
@@ -107,7 +108,7 @@ def main() -> int:
     started = time.perf_counter()
     load_average = os.getloadavg()[0]
     rows: dict[int, list[od.ServiceRow]] = {}
-    costs: dict[int, dict[str, tuple[float, float]]] = {}
+    paced: dict[int, dict[str, Paced]] = {}
     with (
         b.terminated_as_exit(),
         RedisServer().start() as redis_server,
@@ -139,10 +140,8 @@ def main() -> int:
                 od.say(f"batch {batch}: {[r.peak.median for r in rows[batch]]}")
                 rate = PACED_SHARE * rows[batch][1].peak.median.max_rps
                 assert frost.process is not None
-                costs[batch] = cpu_costs(
-                    ctx, frost.process.pid, metrics_port, (logged, plain), rate
-                )
-                od.say(f"batch {batch}: CPU per lookup {costs[batch]}")
+                paced[batch] = paced_runs(ctx, frost.process.pid, (logged, plain), rate)
+                od.say(f"batch {batch}: at a paced load {paced[batch]}")
             time.sleep(2)  # the writer's last flush
             outcomes = dropped(metrics_port)
         finally:
@@ -150,7 +149,7 @@ def main() -> int:
         written = logged_rows(repo)
     seconds = time.perf_counter() - started
     text = markdown(args, machine, rows, written, outcomes, seconds, load_average)
-    text += "\n" + "\n".join(cost_lines(costs))
+    text += "\n" + "\n".join(paced_lines(paced))
     print(text)
     if args.write:
         od.write_section(text, SECTION)
@@ -185,17 +184,26 @@ def requests_served(metrics_port: int) -> float:
     )
 
 
-def cpu_costs(
+class Paced(NamedTuple):
+    """One service at a paced load: medians of the runs."""
+
+    serving_us: float  # CPU microseconds per lookup, the serving process
+    writer_us: float  # CPU microseconds per lookup, its other processes (the log writer)
+    p50_ms: float
+    p99_ms: float
+
+
+def paced_runs(
     ctx: b.Context,
     server: int,
-    metrics_port: int,
     targets: tuple[b.Target, b.Target],
     rate: float,
-) -> dict[str, tuple[float, float]]:
-    """Per service, the median CPU microseconds per lookup of the serving process and of
-    its other processes (the log writer), at a paced load of ``rate`` req/s: at a fixed
-    load the cost does not depend on how busy the machine's other core is."""
-    samples: dict[str, list[tuple[float, float]]] = {t.name: [] for t in targets}
+) -> dict[str, Paced]:
+    """Per service, at a paced load of ``rate`` req/s (the load a server runs at, not its
+    limit): CPU microseconds per lookup of the serving process and of its other processes
+    (the log writer), and the latencies. At a fixed load the cost does not depend on how
+    busy the machine's other core is."""
+    samples: dict[str, list[Paced]] = {t.name: [] for t in targets}
     for repeat in range(ctx.args.repeat):
         for target in targets if repeat % 2 == 0 else targets[::-1]:
             others = children(server)
@@ -206,30 +214,41 @@ def cpu_costs(
             others = children(server)
             after = process_cpu(server), sum(process_cpu(p) for p in others)
             samples[target.name].append(
-                (
+                Paced(
                     (after[0] - before[0]) / run.requests * 1e6,
                     (after[1] - before[1]) / run.requests * 1e6,
+                    run.p50_ms,
+                    run.p99_ms,
                 )
             )
     return {
-        name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
+        name: Paced(*(statistics.median(values) for values in zip(*runs, strict=True)))
         for name, runs in samples.items()
     }
 
 
-def cost_lines(costs: dict[int, dict[str, tuple[float, float]]]) -> list[str]:
+def paced_lines(paced: dict[int, dict[str, Paced]]) -> list[str]:
     lines = [
         "",
-        f"CPU per lookup at a paced load ({PACED_SHARE:.0%} of the unlogged max req/s, 8 "
-        "connections; medians of the runs; microseconds of CPU per request):",
+        f"At a paced load ({PACED_SHARE:.0%} of the unlogged max req/s, h2load -c 8 -m 1 "
+        "--rps; medians of the runs): CPU microseconds per request, and latencies:",
         "",
-        "| batch | service | serving process | log writer process |",
-        "|---:|---|---:|---:|",
+        "| batch | service | serving process CPU us | log writer process CPU us | p50 ms "
+        "| p99 ms |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    for batch, by_service in costs.items():
-        for name, (serving, writer) in by_service.items():
+    for batch, by_service in paced.items():
+        for name, row in by_service.items():
             short = name.rsplit(", ", 1)[-1]
-            lines.append(f"| {batch} | `{short}` | {serving:,.0f} | {writer:,.0f} |")
+            lines.append(
+                f"| {batch} | `{short}` | {row.serving_us:,.0f} | {row.writer_us:,.0f} "
+                f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} |"
+            )
+    lines += ["", "p99 at the paced load, logged / not logged:", ""]
+    for batch, by_service in paced.items():
+        by_name = {name.rsplit(", ", 1)[-1]: row for name, row in by_service.items()}
+        ratio = by_name[LOGGED].p99_ms / by_name[UNLOGGED].p99_ms
+        lines.append(f"- batch {batch}: **{ratio:.2f}x**")
     return lines
 
 
