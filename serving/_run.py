@@ -70,17 +70,17 @@ def serve(
     from frost.serving._registry import load_snapshot
 
     source = source or SettingsSource()
-    _check_redis(repo)
-    snapshot = load_snapshot(repo)
-    summary = (
-        f"frost serve: {len(snapshot.plans)} feature service(s) of project '{repo.project}' "
-        f"on {settings.host}:{settings.port}, {settings.workers} worker(s), "
-        f"{repo.online_config.describe()}"
-        + (f", metrics on :{settings.metrics_port}" if settings.metrics_port else "")
-    )
-    for why in sorted(snapshot.unservable.values()):
-        log.warning("%s", why)
-    with claim_ports(settings) as claim:
+    with claim_ports(settings) as claim:  # first: a port taken fails before any loading
+        _check_redis(repo)
+        snapshot = load_snapshot(repo)
+        summary = (
+            f"frost serve: {len(snapshot.plans)} feature service(s) of project "
+            f"'{repo.project}' on {settings.host}:{settings.port}, {settings.workers} "
+            f"worker(s), {repo.online_config.describe()}"
+            + (f", metrics on :{settings.metrics_port}" if settings.metrics_port else "")
+        )
+        for why in sorted(snapshot.unservable.values()):
+            log.warning("%s", why)
         if settings.workers == 1:
             run = _Worker(repo.path, settings, source, LimitState.create(), 0)
             asyncio.run(run.main(settings.metrics_port, lambda: (on_ready or print)(summary)))

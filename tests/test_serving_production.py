@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,11 +77,18 @@ def _command(repo: FeatureRepo, *args: str) -> list[str]:
 # -- the port is one server's ----------------------------------------------------------------
 
 
-def test_a_second_server_on_the_port_fails_at_once_naming_it(repo: FeatureRepo) -> None:
+def test_a_second_server_on_the_port_fails_at_once_naming_it(
+    repo: FeatureRepo, tmp_path: Path
+) -> None:
+    # The second server's registry does not load: the port is claimed before anything is.
+    other = FeatureRepo(tmp_path)
+    shutil.copy(repo.path / "feature_store.yaml", other.path)
+    (other.path / "data").mkdir()
+    (other.path / "data" / "registry.db").write_bytes(b"not a registry")
     with _serve(repo, clients=_clients()) as first:
         started = time.monotonic()
         second = subprocess.run(
-            _command(repo, "--port", str(first.port), "--metrics-port", "0"),
+            _command(other, "--port", str(first.port), "--metrics-port", "0"),
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert second.returncode == 2, second.stderr
@@ -88,7 +96,7 @@ def test_a_second_server_on_the_port_fails_at_once_naming_it(repo: FeatureRepo) 
         assert "Traceback" not in second.stderr
         assert time.monotonic() - started < 30
         taken = subprocess.run(
-            _command(repo, "--port", str(free_port()), "--metrics-port", str(first.metrics_port)),
+            _command(other, "--port", str(free_port()), "--metrics-port", str(first.metrics_port)),
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert taken.returncode == 2, taken.stderr
