@@ -179,6 +179,17 @@ def test_missing_repo_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "unknown parameter 'passwrd'" in err
 
 
+def test_a_corrupt_registry_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = copy_repo(tmp_path, "localhost:6379")
+    registry = repo / "data" / "registry.db"
+    registry.parent.mkdir(exist_ok=True)
+    registry.write_bytes(b"not a registry")
+    code, _, err = run(capsys, "--repo", str(repo), "describe")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{registry}: not a Feast registry" in err and "frost apply" in err
+
+
 def test_unreachable_redis_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = copy_repo(tmp_path, f"127.0.0.1:{free_port()}")
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())

@@ -8,8 +8,10 @@ need them: applying definitions, serving's registry refresh, stream sources.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -240,7 +242,7 @@ class FeatureRepo:
         """Applied feature views and stream feature views, by name."""
         store = self.feature_store
         views: dict[str, Any] = {}
-        with importable(self.path):
+        with self._reading_registry():
             for view in store.list_feature_views(allow_cache=False):
                 views[view.name] = view
             for view in store.list_stream_feature_views(allow_cache=False):
@@ -250,13 +252,29 @@ class FeatureRepo:
     def feast_on_demand_views(self) -> dict[str, Any]:
         """Applied on-demand feature views, by name."""
         store = self.feature_store
-        with importable(self.path):
+        with self._reading_registry():
             return {v.name: v for v in store.list_on_demand_feature_views(allow_cache=False)}
 
     def feature_services(self) -> list[Any]:
         """Applied Feast ``FeatureService`` objects, read fresh from the registry."""
         store = self.feature_store
-        return list(store.registry.list_feature_services(self.project, allow_cache=False))
+        with self._reading_registry():
+            return list(store.registry.list_feature_services(self.project, allow_cache=False))
+
+    @contextlib.contextmanager
+    def _reading_registry(self) -> Iterator[None]:
+        """Feast reading the applied registry (the repo importable, for pickled UDFs): a
+        file it cannot parse is a ``ConfigError`` naming it, not an internal error."""
+        from google.protobuf.message import DecodeError
+
+        try:
+            with importable(self.path):
+                yield
+        except DecodeError as exc:
+            raise ConfigError(
+                f"{self.file.registry.file or 'the registry'}: not a Feast registry "
+                f"({first_line(exc)}); apply the repo again (frost apply)"
+            ) from exc
 
     @staticmethod
     def service_spec(service: Any, views: dict[str, ViewSchema]) -> ServiceSpec:
@@ -283,7 +301,7 @@ class FeatureRepo:
 
     def _compile(self, registry: Path | None) -> RegistrySnapshot:
         store = self.feature_store
-        with importable(self.path):
+        with self._reading_registry():
             if registry is None:
                 return compile_snapshot(store, self.project, self.path, None)
             with registry_lock(registry):
@@ -294,8 +312,11 @@ class FeatureRepo:
     def _record_with_feast(self, added: list[tuple[str, datetime, datetime]]) -> None:
         feast_views = self.feast_views()
         registry = self.feature_store.registry
-        for view, start, end in added:
-            registry.apply_materialization(feast_views[view], self.project, start, end, commit=True)
+        with self._reading_registry():
+            for view, start, end in added:
+                registry.apply_materialization(
+                    feast_views[view], self.project, start, end, commit=True
+                )
 
     @staticmethod
     def _save(snapshot: RegistrySnapshot, registry: Path) -> None:
