@@ -52,8 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from frost._yaml import load_yaml
 from frost.errors import ConfigError
 
 __all__ = [
@@ -184,10 +183,7 @@ class ServeSettings:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ServeSettings:
         where = Path(path)
-        try:
-            raw = yaml.safe_load(os.path.expandvars(where.read_text())) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"server config {where}: {exc}") from exc
+        raw = load_yaml(where, "server config") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"server config {where}: expected a mapping of settings")
         return cls.from_mapping(raw, str(where), base=where.parent)

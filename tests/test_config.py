@@ -84,6 +84,7 @@ def _repo_with(tmp_path: Any, extra: str) -> Any:
         ("frost:\n  engine: duckdb\n", "frost.engine: Input should be 'local' or 'spark'"),
         ("offline_stor:\n  type: file\n",
          "unknown top-level key 'offline_stor'; did you mean 'offline_store'?"),
+        ("frost: [local,\n", "feature_store.yaml, line "),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("command", [["apply"], ["describe"], ["materialize", "--end", "now",

@@ -209,21 +209,24 @@ def test_two_workers_share_the_port(repo: FeatureRepo) -> None:
         ({"prot": 1}, "unknown setting(s) prot"),
         ({"clients": [{"name": "a", "token": "short", "services": []}]}, "at least 16"),
         ({"tls": {"cert": "missing.pem", "key": "missing.key"}}, "does not exist"),
+        ("port: 6566\nworkers: [2,\n", "line 3, column 1: expected the node content"),
     ],
 )
 def test_bad_settings_fail_with_one_line(
-    repo: FeatureRepo, tmp_path: Path, config: dict[str, Any], message: str
+    repo: FeatureRepo, tmp_path: Path, config: dict[str, Any] | str, message: str
 ) -> None:
     import yaml
 
     path = tmp_path / "serve.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
     result = subprocess.run(
         [sys.executable, "-m", "frost", "--repo", str(repo.path), "serve", "--config", str(path)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr and str(path) in result.stderr
+    error = result.stderr[result.stderr.index("frost: error: ") :]
+    assert len(error.strip().splitlines()) == 1, result.stderr
+    assert message in error and str(path) in error
 
 
 _VALUES = st.one_of(

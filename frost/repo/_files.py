@@ -9,14 +9,12 @@ expanded the way Feast expands them (``os.path.expandvars``) before parsing.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from frost.errors import ConfigError, first_line
+from frost._yaml import load_yaml
+from frost.errors import ConfigError
 from frost.settings import FrostSettings, parse_settings
 
 FEATURE_STORE_YAML = "feature_store.yaml"
@@ -82,10 +80,7 @@ class RepoFile:
 def read_repo_file(repo_dir: Path) -> RepoFile:
     """Read and check ``repo_dir/feature_store.yaml``; every problem is a ``ConfigError``."""
     path = repo_dir / FEATURE_STORE_YAML
-    try:
-        raw = yaml.safe_load(os.path.expandvars(path.read_text())) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {first_line(exc)}") from exc
+    raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     unknown = sorted(str(k) for k in raw if k not in FEAST_KEYS and k != FROST_KEY)
