@@ -153,6 +153,7 @@ def test_write_then_get_with_statuses(
         (["get", "--service", "recommendation", "--entity", "user_id=1"], "experience_id"),
         (["get", "--service", "churn_prediction", "--entity", "user_id=a"], "takes integers"),
         (["write", "--view", "nope"], "unknown feature view 'nope'"),
+        (["audit", "--service", "nope", "--out", "x"], "unknown feature service 'nope'; applied"),
         (["write", "--view", "user_profile", "--file", "/nonexistent.parquet"], "no such file"),
     ],
 )
@@ -214,3 +215,14 @@ def test_console_script_exit_codes() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("frost: error: ")
+
+
+def test_a_broken_repo_is_refused_before_the_stack_copies_it(tmp_path: Path) -> None:
+    from frost.app.stack import prepare_workspace
+    from frost.errors import ConfigError
+
+    repo = copy_repo(tmp_path / "source", "localhost:6379")
+    (repo / "feature_store.yaml").write_text("project: [game_platform,\n")
+    with pytest.raises(ConfigError, match=r"feature_store\.yaml, line 2, column 1: "):
+        prepare_workspace(repo, tmp_path / "work", "localhost:1")
+    assert not (tmp_path / "work").exists()

@@ -65,6 +65,7 @@ def prepare_workspace(source: Path, workdir: Path, connection_string: str) -> Pa
 
     if not (source / FEATURE_STORE_YAML).is_file():
         raise ConfigError(f"{source} is not a Feast repo: no {FEATURE_STORE_YAML}")
+    _ = FeatureRepo(source).file  # a broken settings file fails here, in one line naming it
     target = workdir.resolve() / source.resolve().name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("data", "__pycache__", "*.pyc"))

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from frost.errors import DefinitionError, FrostError, UnknownObject
+from frost.errors import DefinitionError, FrostError
 from frost.feature_log import (
     LOG_TIMESTAMP,
     AuditResult,
@@ -50,11 +50,8 @@ _SECOND = timedelta(seconds=1) - timedelta(microseconds=1)
 def service_log_target(repo: FeatureRepo, service: str) -> LogTarget:
     """Where feature service ``service`` logs. Raises ``UnknownObject`` for an unknown
     service and ``DefinitionError`` for one that does not log."""
-    services = {s.name: s for s in repo.feature_services()}
-    found = services.get(service)
-    if found is None:
-        known = ", ".join(sorted(services)) or "none"
-        raise UnknownObject(f"unknown feature service '{service}'; known: {known}")
+    repo.service(service)  # an unknown or unservable service, named as every command does
+    found = {s.name: s for s in repo.feature_services()}[service]
     spec = repo.service_spec(found, repo.servable_views())
     target = log_target(found, spec.views, repo.path)
     if target is None:
